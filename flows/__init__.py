@@ -1,0 +1,1 @@
+"""Wiring: the config file, the `raft` CLI and (later) the Prefect flows that chain the stages."""

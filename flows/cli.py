@@ -1,0 +1,198 @@
+"""The `raft` command: one CLI for the whole product.
+
+Every subcommand takes --config FILE, --work-dir DIR, --json and --set KEY=VALUE (any config
+field, e.g. --set qdrant.url=http://localhost:6333). Progress goes to stderr, results to
+stdout; with --json stdout holds JSON only. Exit codes: 0 done, 2 bad input or config,
+3 a data check stopped the work (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from flows.config import ConfigError, RaftConfig, load_config
+from flows.wiring import index_settings, make_embedder, open_index
+from retrieval.corpus import CorpusError
+from retrieval.embedding import EmbeddingError
+from retrieval.store import Hit, StoreError
+
+EXIT_BAD_INPUT = 2
+EXIT_STOPPED = 3
+
+
+class UsageError(ValueError):
+    """Bad command-line input; the message says what to change."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `raft` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        cfg = _config(args)
+        return args.run(cfg, args)
+    except (ConfigError, CorpusError, EmbeddingError, StoreError, UsageError) as e:
+        _fail(args, str(e))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("raft: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="config file (default: $RAFT_CONFIG, else ./raft.yaml if present)")
+    common.add_argument("--work-dir", type=Path, help="where index, datasets, models and state live (config: work_dir)")
+    common.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    common.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config field, e.g. --set chunking.size=256 (repeatable)")
+
+    parser = argparse.ArgumentParser(prog="raft", description="Retrieval-augmented fine-tuning: index, train, evaluate, serve.")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    index = sub.add_parser("index", parents=[common], help="sync the corpus into the index (only changed documents are embedded)")
+    index.add_argument("--corpus", type=Path, help="corpus folder (config: corpus.path)")
+    index.add_argument("--rebuild", action="store_true", help="build a fresh collection and switch the alias to it when complete")
+    index.add_argument("--force", action="store_true", help="sync even when the data checks would stop it")
+    index.set_defaults(run=_index)
+
+    search = sub.add_parser("search", parents=[common], help="top chunks for a question")
+    search.add_argument("question", nargs="?", help="the question")
+    search.add_argument("-k", type=int, help="how many chunks (config: search.k)")
+    search.add_argument("--groups", default="", help="caller's access groups, comma-separated (public is always allowed)")
+    search.add_argument("--queries", type=Path, help="JSONL file of questions (field 'question'); one JSON line out per query")
+    search.set_defaults(run=_search)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> RaftConfig:
+    overrides: dict[str, Any] = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value
+    if args.work_dir:
+        overrides["work_dir"] = str(args.work_dir)
+    if getattr(args, "corpus", None):
+        overrides["corpus.path"] = str(args.corpus)
+    if getattr(args, "k", None) is not None:
+        overrides["search.k"] = args.k
+    return load_config(args.config, overrides)
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def _fail(args: argparse.Namespace, message: str, extra: dict[str, Any] | None = None) -> None:
+    print(f"raft: error: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message, **(extra or {})}))
+
+
+# --- raft index ----------------------------------------------------------------------------
+
+
+def _index(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    from retrieval.sync import SyncStopped, sync_corpus
+
+    store = open_index(cfg)
+    try:
+        report = sync_corpus(
+            store,
+            make_embedder(cfg),
+            cfg.corpus.path,
+            index_settings(cfg),
+            max_deleted_share=cfg.checks.max_deleted_share,
+            max_skipped_share=cfg.checks.max_skipped_share,
+            force=args.force,
+            rebuild=args.rebuild,
+            progress=_progress(),
+        )
+    except SyncStopped as e:
+        _fail(args, str(e), e.report.to_dict())
+        for item in e.report.skipped:
+            print(f"  skipped {item.source}: {item.reason}", file=sys.stderr)
+        return EXIT_STOPPED
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    print(
+        f"indexed {cfg.corpus.path} into {cfg.qdrant.collection} ({report.collection}): "
+        f"{report.added} added, {report.updated} updated, {report.deleted} deleted, {report.unchanged} unchanged; "
+        f"{report.chunks_written} chunks written, {report.chunks_deleted} removed in {report.seconds:.1f} s"
+    )
+    for item in report.skipped:
+        print(f"  skipped {item.source}: {item.reason}")
+    return 0
+
+
+# --- raft search ---------------------------------------------------------------------------
+
+
+def _search(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    from retrieval.search import search_many
+
+    if bool(args.question) == bool(args.queries):
+        raise UsageError("give either a question or --queries FILE.jsonl")
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    queries = _read_queries(args.queries) if args.queries else [{"question": args.question}]
+    store = open_index(cfg)
+    try:
+        results = search_many(store, make_embedder(cfg), [q["question"] for q in queries], cfg.search.k, groups, progress=_progress())
+    finally:
+        store.close()
+    if args.queries:
+        for query, hits in zip(queries, results):
+            print(json.dumps({**query, "results": [h.to_dict() for h in hits]}))
+    elif args.json:
+        print(json.dumps([h.to_dict() for h in results[0]]))
+    else:
+        _print_hits(results[0])
+    return 0
+
+
+def _read_queries(path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {path}: {e}") from None
+    queries = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            query = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{path} line {lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(query, dict) or not isinstance(query.get("question"), str) or not query["question"].strip():
+            raise UsageError(f"{path} line {lineno}: missing field 'question' (a non-empty string)")
+        queries.append(query)
+    if not queries:
+        raise UsageError(f"{path} holds no questions")
+    return queries
+
+
+def _print_hits(hits: list[Hit]) -> None:
+    if not hits:
+        print("no results (is the index empty, or are the documents restricted to other groups?)")
+    for rank, hit in enumerate(hits, start=1):
+        where = " > ".join([hit.title] + [h for h in hit.headings if h != hit.title])
+        print(f"{rank}. [{hit.score:.3f}] {hit.source}: {where}")
+        snippet = " ".join(hit.text.split())
+        print(textwrap.indent(textwrap.fill(snippet[:400] + ("…" if len(snippet) > 400 else ""), width=96), "   "))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The one configuration of raft-pipeline: `raft.yaml` read into a typed model.
+
+Precedence, lowest to highest: the model's defaults (the embedded setup), the YAML file,
+environment variables, CLI overrides. Every leaf field has an environment variable named
+`RAFT_` + its dotted path in upper case with dots as underscores: `qdrant.url` is
+`RAFT_QDRANT_URL`, `work_dir` is `RAFT_WORK_DIR`. List values are comma-separated there.
+Unknown keys, in the file, the environment or the overrides, are errors that name the key.
+
+Relative paths in the file are relative to the file's folder (so a config works from any
+current directory); relative paths from the environment or the CLI are relative to the
+current directory.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "RAFT_"
+CONFIG_ENV = "RAFT_CONFIG"  # names the config file; not a field
+DEFAULT_FILE = "raft.yaml"
+
+
+class ConfigError(ValueError):
+    """A config file, variable or override that cannot be used; the message says which."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CorpusConfig(_Section):
+    path: Path = Path("examples/corpus")
+    include: list[str] = ["*.md", "*.markdown", "*.txt", "*.html", "*.htm", "*.pdf", "*.jsonl"]
+    default_access: list[str] = ["public"]
+
+
+class ChunkingConfig(_Section):
+    size: int = Field(192, ge=16, le=4096, description="chunk length in embedding-model tokens")
+    overlap: int = Field(32, ge=0, description="tokens shared by consecutive chunks of a section")
+    min_size: int = Field(48, ge=0, description="sections shorter than this merge into the next")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingConfig:
+        if self.overlap >= self.size:
+            raise ValueError(f"chunking.overlap ({self.overlap}) must be smaller than chunking.size ({self.size})")
+        return self
+
+
+class EmbeddingConfig(_Section):
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    batch_size: int = Field(64, ge=1)
+    device: str | None = None  # None: CUDA when present, else CPU
+
+
+class QdrantConfig(_Section):
+    url: str | None = None  # a server; when unset, Qdrant runs embedded at `path`
+    api_key: str | None = None
+    path: Path | None = None  # default: <work_dir>/qdrant
+    collection: str = Field("raft_chunks", pattern=r"^[A-Za-z0-9_-]+$")
+    timeout_s: float = 30.0
+
+
+class ChecksConfig(_Section):
+    max_deleted_share: float = Field(0.3, ge=0, le=1, description="stop when a sync would delete more of the indexed documents")
+    max_skipped_share: float = Field(0.25, ge=0, le=1, description="stop when more of the corpus files are unreadable")
+
+
+class SearchConfig(_Section):
+    k: int = Field(5, ge=1, le=1000)
+
+
+class RaftConfig(_Section):
+    work_dir: Path = Path(".raft")
+    corpus: CorpusConfig = CorpusConfig()
+    chunking: ChunkingConfig = ChunkingConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    qdrant: QdrantConfig = QdrantConfig()
+    checks: ChecksConfig = ChecksConfig()
+    search: SearchConfig = SearchConfig()
+
+    @property
+    def qdrant_path(self) -> Path:
+        """Where embedded Qdrant keeps its files."""
+        return self.qdrant.path or self.work_dir / "qdrant"
+
+
+def load_config(
+    path: Path | str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+) -> RaftConfig:
+    """Read the config: defaults, then `path` (or $RAFT_CONFIG, or ./raft.yaml if present),
+    then RAFT_* environment variables, then `overrides` ({"qdrant.url": "http://…"})."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    file = Path(path) if path else Path(environ[CONFIG_ENV]) if environ.get(CONFIG_ENV) else None
+    if file is None and Path(DEFAULT_FILE).is_file():
+        file = Path(DEFAULT_FILE)
+    if file is not None:
+        data = _read_file(file)
+    for key, raw in _env_overrides(environ).items():
+        _set_dotted(data, key, _coerce(key, raw))
+    for key, value in (overrides or {}).items():
+        _leaf_annotation(key)  # unknown key -> ConfigError
+        _set_dotted(data, key, _coerce(key, value) if isinstance(value, str) else value)
+    try:
+        return RaftConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, file)) from None
+
+
+def leaf_keys() -> list[str]:
+    """Every dotted field name of the config, e.g. `qdrant.url`."""
+    return list(_leaves(RaftConfig))
+
+
+def env_name(key: str) -> str:
+    """The environment variable that overrides a dotted field name."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def _read_file(file: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {file} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {file} must hold a mapping of sections, not {type(data).__name__}")
+    base = file.resolve().parent
+    for key in _leaves(RaftConfig):
+        value = _get_dotted(data, key)
+        if isinstance(value, str) and _is_path(_leaf_annotation(key)) and not Path(value).expanduser().is_absolute():
+            _set_dotted(data, key, str(base / value))
+    return data
+
+
+def _env_overrides(environ: typing.Mapping[str, str]) -> dict[str, str]:
+    by_env = {env_name(key): key for key in _leaves(RaftConfig)}
+    found = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        if name not in by_env:
+            raise ConfigError(f"unknown environment variable {name}: known ones are {', '.join(sorted(by_env))}")
+        found[by_env[name]] = raw
+    return found
+
+
+def _leaves(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.update(_leaves(ann, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = ann
+    return out
+
+
+def _leaf_annotation(key: str) -> Any:
+    leaves = _leaves(RaftConfig)
+    if key not in leaves:
+        raise ConfigError(f"unknown config key {key!r}: known keys are {', '.join(leaves)}")
+    return leaves[key]
+
+
+def _is_path(annotation: Any) -> bool:
+    return annotation is Path or Path in typing.get_args(annotation)
+
+
+def _coerce(key: str, raw: str) -> Any:
+    """Turn an environment/CLI string into what the field takes; pydantic does the rest."""
+    annotation = _leaf_annotation(key)
+    if type(None) in typing.get_args(annotation) and raw.strip().lower() in ("", "null", "none"):
+        return None
+    if typing.get_origin(annotation) is list:
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def _get_dotted(data: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"config section {part!r} must be a mapping")
+    data[last] = value
+
+
+def _describe(error: ValidationError, file: Path | None) -> str:
+    where = f" in {file}" if file else ""
+    lines = []
+    for err in error.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown config key {key!r}{where}: remove it or check its spelling")
+        else:
+            lines.append(f"config key {key!r}{where}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(lines)

@@ -1,0 +1,226 @@
+"""The chunk index in Qdrant: versioned collections behind one alias.
+
+Searches always go through the alias (`raft_chunks`); the data lives in collections named
+`raft_chunks_v1`, `raft_chunks_v2`, … A rebuild fills the next version and then moves the
+alias in one operation, so a search never sees a half-built index. Qdrant runs embedded
+(`path`, one process at a time) or as a server (`url`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+PUBLIC = "public"
+# Payload fields the sync reads back to decide what changed; see retrieval/sync.py.
+STATE_FIELDS = ["doc_id", "source", "file_hash", "version_hash", "content_hash", "index_sig", "n_chunks"]
+
+
+class StoreError(RuntimeError):
+    """Qdrant cannot be reached, or holds something this version cannot use."""
+
+
+@dataclass
+class IndexedDoc:
+    """What the index holds for one document, read back from its chunks' payloads."""
+
+    doc_id: str
+    source: str
+    content_hash: str
+    point_ids: list[str] = field(default_factory=list)
+    file_hashes: set[str] = field(default_factory=set)
+    version_hashes: set[str] = field(default_factory=set)
+    index_sigs: set[str] = field(default_factory=set)
+    n_chunks: int = -1
+
+    def matches(self, version_hash: str, index_sig: str) -> bool:
+        """True when the stored chunks are complete and of exactly this version."""
+        return (
+            self.version_hashes == {version_hash}
+            and self.index_sigs == {index_sig}
+            and len(self.point_ids) == self.n_chunks
+        )
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a chunk, its score and where it comes from."""
+
+    chunk_id: str
+    score: float
+    doc_id: str
+    source: str
+    title: str
+    text: str
+    headings: list[str]
+    start: int
+    end: int
+    access: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON output."""
+        return dict(self.__dict__)
+
+
+def open_store(alias: str, url: str | None, path: Path, api_key: str | None = None, timeout_s: float = 30.0) -> ChunkStore:
+    """The index `alias` on the Qdrant server at `url` when given, else in embedded Qdrant at `path`."""
+    if url:
+        return ChunkStore(QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s)), alias, local=False)
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return ChunkStore(QdrantClient(path=str(path)), alias, local=True)
+    except RuntimeError as e:
+        if "already accessed" in str(e):
+            raise StoreError(
+                f"embedded Qdrant at {path} is in use by another process (it allows one at a time): "
+                "stop it, or run a Qdrant server and set qdrant.url"
+            ) from None
+        raise
+
+
+class ChunkStore:
+    """Chunks of one logical index (`alias`) in Qdrant."""
+
+    def __init__(self, client: QdrantClient, alias: str, local: bool) -> None:
+        self.client = client
+        self.alias = alias
+        self.local = local  # embedded Qdrant: payload indexes have no effect there
+
+    def close(self) -> None:
+        """Release the client (embedded Qdrant: its lock on the folder)."""
+        self.client.close()
+
+    # --- collections and the alias --------------------------------------------------------
+
+    def current(self) -> str | None:
+        """The collection the alias points at, or None before the first sync."""
+        for alias in self.client.get_aliases().aliases:
+            if alias.alias_name == self.alias:
+                return alias.collection_name
+        return None
+
+    def versions(self) -> list[str]:
+        """All collections of this index, oldest first."""
+        pattern = re.compile(rf"^{re.escape(self.alias)}_v(\d+)$")
+        found = [(int(m.group(1)), c.name) for c in self.client.get_collections().collections if (m := pattern.match(c.name))]
+        return [name for _, name in sorted(found)]
+
+    def create_version(self, dim: int) -> str:
+        """Create the next empty collection version (not yet behind the alias)."""
+        versions = self.versions()
+        number = int(versions[-1].rsplit("_v", 1)[1]) + 1 if versions else 1
+        name = f"{self.alias}_v{number}"
+        self.client.create_collection(name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
+        if not self.local:
+            for key in ("doc_id", "source", "access"):
+                self.client.create_payload_index(name, key, field_schema=models.PayloadSchemaType.KEYWORD)
+        return name
+
+    def point_alias_to(self, collection: str) -> None:
+        """Move the alias to `collection` in one operation."""
+        ops: list[Any] = []
+        if self.current() is not None:
+            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias)))
+        ops.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=self.alias)))
+        self.client.update_collection_aliases(change_aliases_operations=ops)
+
+    def drop(self, collection: str) -> None:
+        """Delete a collection version."""
+        self.client.delete_collection(collection)
+
+    def dim(self, collection: str) -> int:
+        """Vector size of a collection."""
+        vectors = self.client.get_collection(collection).config.params.vectors
+        return int(vectors.size)
+
+    # --- reading state, writing chunks ----------------------------------------------------
+
+    def index_state(self, collection: str) -> dict[str, IndexedDoc]:
+        """Per document: its chunk ids and the hashes stored with them (payload only, no vectors)."""
+        docs: dict[str, IndexedDoc] = {}
+        for point in self._scroll(collection, STATE_FIELDS):
+            p = point.payload or {}
+            doc = docs.get(p["doc_id"])
+            if doc is None:
+                doc = docs[p["doc_id"]] = IndexedDoc(p["doc_id"], p["source"], p["content_hash"], n_chunks=p["n_chunks"])
+            doc.point_ids.append(str(point.id))
+            doc.file_hashes.add(p["file_hash"])
+            doc.version_hashes.add(p["version_hash"])
+            doc.index_sigs.add(p["index_sig"])
+        return docs
+
+    def upsert(self, collection: str, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]], batch: int = 256) -> None:
+        """Write points in batches (ids are deterministic, so a retried write is harmless)."""
+        for i in range(0, len(ids), batch):
+            self.client.upsert(
+                collection,
+                points=models.Batch(ids=ids[i : i + batch], vectors=vectors[i : i + batch].tolist(), payloads=payloads[i : i + batch]),
+                wait=True,
+            )
+
+    def delete(self, collection: str, ids: Iterable[str], batch: int = 1024) -> None:
+        """Remove points by id."""
+        ids = list(ids)
+        for i in range(0, len(ids), batch):
+            self.client.delete(collection, points_selector=models.PointIdsList(points=ids[i : i + batch]), wait=True)
+
+    def set_file_hash(self, collection: str, ids: list[str], file_hash: str) -> None:
+        """Restamp chunks whose file changed bytes but not content."""
+        self.client.set_payload(collection, payload={"file_hash": file_hash}, points=ids, wait=True)
+
+    def copy_points(self, source: str, target: str, ids: list[str]) -> None:
+        """Copy points with their vectors from one collection to another (kept documents on rebuild)."""
+        for i in range(0, len(ids), 256):
+            points = self.client.retrieve(source, ids=ids[i : i + 256], with_vectors=True, with_payload=True)
+            if points:
+                self.client.upsert(target, points=[models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points], wait=True)
+
+    def count(self) -> int:
+        """Number of chunks behind the alias."""
+        return self.client.count(self.alias, exact=True).count if self.current() else 0
+
+    # --- search ---------------------------------------------------------------------------
+
+    def search(self, vector: np.ndarray, k: int, groups: Iterable[str] = ()) -> list[Hit]:
+        """Top-k chunks whose access labels the caller's groups allow (public is always allowed)."""
+        if self.current() is None:
+            raise StoreError(f"the index {self.alias!r} is empty: run `raft index` first")
+        allowed = sorted({PUBLIC, *groups})
+        response = self.client.query_points(
+            self.alias,
+            query=vector.tolist(),
+            limit=k,
+            query_filter=models.Filter(must=[models.FieldCondition(key="access", match=models.MatchAny(any=allowed))]),
+            with_payload=True,
+        )
+        return [_hit(point) for point in response.points]
+
+    def _scroll(self, collection: str, fields: list[str]) -> Iterator[models.Record]:
+        offset = None
+        while True:
+            points, offset = self.client.scroll(collection, limit=1024, offset=offset, with_payload=fields, with_vectors=False)
+            yield from points
+            if offset is None:
+                return
+
+
+def _hit(point: models.ScoredPoint) -> Hit:
+    p = point.payload or {}
+    return Hit(
+        chunk_id=str(point.id),
+        score=float(point.score),
+        doc_id=p["doc_id"],
+        source=p["source"],
+        title=p["title"],
+        text=p["text"],
+        headings=list(p.get("headings", [])),
+        start=p["start"],
+        end=p["end"],
+        access=list(p.get("access", [])),
+    )

@@ -1,0 +1,162 @@
+"""Shared fixtures: the real embedding model (loaded once), embedded Qdrant, small corpora."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from retrieval.embedding import Embedder
+from retrieval.store import ChunkStore, open_store
+from retrieval.sync import IndexSettings
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_CORPUS = REPO / "examples" / "corpus"
+SAMPLE_QA = REPO / "examples" / "qa.jsonl"
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real all-MiniLM-L6-v2, shared by every test that embeds."""
+    return Embedder(MODEL, batch_size=32)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(embedder):
+    return embedder.tokenizer
+
+
+@pytest.fixture
+def settings() -> IndexSettings:
+    # Small chunks so that short test documents still give several chunks.
+    return IndexSettings(embedding_model=MODEL, chunk_size=64, chunk_overlap=8, chunk_min_size=8)
+
+
+@pytest.fixture
+def store(tmp_path) -> ChunkStore:
+    s = open_store("chunks", None, tmp_path / "qdrant")
+    yield s
+    s.close()
+
+
+def write(root: Path, rel: str, content: str | bytes) -> Path:
+    """Write a corpus file (str as UTF-8), creating folders."""
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, str):
+        content = content.encode()
+    path.write_bytes(content)
+    return path
+
+
+def make_pdf(pages: list[str], title: str = "") -> bytes:
+    """A real PDF with one page per string (fpdf2, core font)."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_title(title)
+    pdf.set_font("Helvetica", size=11)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 6, text)
+    return bytes(pdf.output())
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    """A small corpus in every format, with one restricted document."""
+    root = tmp_path / "corpus"
+    write(root, "guides/pump.md", PUMP_MD)
+    write(root, "guides/valve.md", VALVE_MD)
+    write(root, "notes/release-1.4.txt", RELEASE_TXT)
+    write(root, "web/warranty.html", WARRANTY_HTML)
+    write(root, "salaries.md", SALARIES_MD)
+    write(root, "kb/articles.jsonl", KB_JSONL)
+    write(root, "manuals/heater.pdf", make_pdf([HEATER_P1, HEATER_P2], title="Heater H7 Manual"))
+    return root
+
+
+@pytest.fixture
+def sample_corpus(tmp_path) -> Path:
+    """A private copy of the bundled sample corpus."""
+    if not SAMPLE_CORPUS.is_dir():
+        pytest.fail("examples/corpus is missing: run python examples/make_corpus.py")
+    return Path(shutil.copytree(SAMPLE_CORPUS, tmp_path / "sample"))
+
+
+PUMP_MD = """---
+title: Pump P200 Guide
+owner: plant-ops
+---
+# Pump P200 Guide
+
+The P200 circulation pump moves 42 litres per minute at 3.5 bar.
+
+## Installation
+
+Mount the P200 on a level concrete base. Tighten the four M12 anchor bolts to 60 Nm.
+Connect the inlet before the outlet. Fill the housing with water before the first start.
+
+## Maintenance
+
+Replace the shaft seal every 8000 operating hours. Grease the bearings with lithium grease
+every 2000 hours. Check the impeller for wear once a year and replace it when the vanes are
+thinner than 2 mm.
+
+### Error codes
+
+E31 means the motor overheated: let it cool for 30 minutes. E44 means dry running: refill the housing.
+"""
+
+VALVE_MD = """# Valve V10 Guide
+
+The V10 ball valve closes in 1.2 seconds and is rated for 16 bar.
+
+## Installation
+
+Install the V10 with the arrow pointing along the flow. Use PTFE tape on threaded joints.
+"""
+
+RELEASE_TXT = """Release notes 1.4 for the Control Box
+
+Version 1.4 adds remote restart over the LAN port. The default admin password is now
+generated per device and printed on the label. Logging keeps 14 days of events.
+"""
+
+WARRANTY_HTML = """<!doctype html><html><head><title>Warranty | Example Pumps</title>
+<style>body{color:red}</style><script>var tracking = "do-not-index";</script></head>
+<body>
+<header><a href="/">Home</a> <a href="/shop">Shop</a></header>
+<nav><ul><li>Products</li><li>Support</li></ul></nav>
+<div class="cookie-banner">We use cookies to improve your experience.</div>
+<main>
+<h1>Warranty terms</h1>
+<p>Every pump carries a <b>five-year</b> warranty from the date of purchase.</p>
+<h2>Claims</h2>
+<p>Send claims to warranty@example.com with the serial number.</p>
+<table><tr><th>Part</th><th>Years</th></tr><tr><td>Motor</td><td>5</td></tr><tr><td>Seal</td><td>2</td></tr></table>
+</main>
+<footer>Copyright 2026 Example Pumps. All rights reserved.</footer>
+</body></html>"""
+
+SALARIES_MD = """---
+title: Salary bands 2026
+access: [hr]
+---
+# Salary bands 2026
+
+Band S3 engineers earn between 61000 and 72000 euros a year.
+"""
+
+KB_JSONL = "\n".join(
+    [
+        '{"id": "kb-1", "title": "Resetting the Control Box", "text": "Hold the reset button for 10 seconds until the LED blinks amber."}',
+        '{"id": "kb-2", "title": "Firmware download", "text": "Firmware images are published on the first Monday of each month.", "updated": "2026-05-04"}',
+        '{"id": "kb-3", "title": "Internal escalation", "text": "Escalate sev-1 tickets to the on-call lead within 15 minutes.", "access": ["internal"]}',
+    ]
+) + "\n"
+
+HEATER_P1 = "Heater H7 Manual. The H7 immersion heater draws 3 kW at 230 V. Its thermostat range is 30 to 75 degrees Celsius."
+HEATER_P2 = "Descaling. Descale the H7 element every 6 months in hard-water areas using a citric acid solution."

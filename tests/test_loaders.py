@@ -1,0 +1,120 @@
+"""Each loader on real files, and each kind of bad file."""
+
+import pytest
+
+from conftest import HEATER_P1, KB_JSONL, PUMP_MD, WARRANTY_HTML, make_pdf
+from retrieval.documents import LoadError, decode_text, parse_file, parse_jsonl
+
+PUBLIC = ("public",)
+
+
+def section_texts(doc):
+    return [(s.headings, doc.text[s.start : s.end]) for s in doc.sections]
+
+
+def test_markdown_front_matter_title_headings_and_sections():
+    [doc] = parse_file(PUMP_MD.encode(), "guides/pump.md", {}, PUBLIC)
+    assert doc.doc_id == doc.source == "guides/pump.md"
+    assert doc.title == "Pump P200 Guide"
+    assert doc.access == PUBLIC
+    assert doc.metadata == {"owner": "plant-ops"}
+    assert not doc.text.startswith("---")
+    sections = section_texts(doc)
+    assert [h for h, _ in sections] == [
+        ("Pump P200 Guide",),
+        ("Pump P200 Guide", "Installation"),
+        ("Pump P200 Guide", "Maintenance"),
+        ("Pump P200 Guide", "Maintenance", "Error codes"),
+    ]
+    assert sections[3][1].startswith("### Error codes")
+    assert "".join(t for _, t in sections) == doc.text  # sections tile the text
+
+
+def test_markdown_access_from_front_matter_and_sidecar_wins():
+    md = b"---\naccess: [hr, finance]\n---\n# Pay\nBands.\n"
+    [doc] = parse_file(md, "pay.md", {}, PUBLIC)
+    assert doc.access == ("finance", "hr") and doc.title == "Pay"
+    [doc] = parse_file(md, "pay.md", {"access": ["board"], "title": "Board pay"}, PUBLIC)
+    assert doc.access == ("board",) and doc.title == "Board pay"
+
+
+def test_markdown_headings_in_code_fences_are_not_sections():
+    md = b"# Title\ntext\n```\n# not a heading\n```\n## Real\nmore\n"
+    [doc] = parse_file(md, "a.md", {}, PUBLIC)
+    assert [s.headings for s in doc.sections] == [("Title",), ("Title", "Real")]
+
+
+def test_txt_title_is_first_line():
+    [doc] = parse_file(b"\n  Release notes 1.4\nBody text.\n", "notes.txt", {}, PUBLIC)
+    assert doc.title == "Release notes 1.4"
+    assert "Body text." in doc.text
+
+
+def test_html_strips_boilerplate_and_keeps_structure():
+    [doc] = parse_file(WARRANTY_HTML.encode(), "web/warranty.html", {}, PUBLIC)
+    assert doc.title == "Warranty terms"
+    for boilerplate in ("do-not-index", "color:red", "Shop", "cookies", "Copyright", "Products"):
+        assert boilerplate not in doc.text
+    assert "Every pump carries a five-year warranty from the date of purchase." in doc.text
+    assert "Motor | 5" in doc.text
+    claims = [s for s in doc.sections if s.headings == ("Warranty terms", "Claims")]
+    assert claims and doc.text[claims[0].start :].startswith("Claims\nSend claims")
+
+
+def test_html_access_meta():
+    html = b'<html><head><meta name="access" content="internal, finance"></head><body><p>Budget 2027.</p></body></html>'
+    [doc] = parse_file(html, "b.html", {}, PUBLIC)
+    assert doc.access == ("finance", "internal")
+
+
+def test_pdf_text_title_and_page_sections():
+    [doc] = parse_file(make_pdf([HEATER_P1, "Second page text."], title="Heater H7 Manual"), "h.pdf", {}, PUBLIC)
+    assert doc.title == "Heater H7 Manual"
+    assert "3 kW at 230 V" in doc.text
+    assert [doc.text[s.start : s.end] for s in doc.sections][1] == "Second page text."
+
+
+def test_jsonl_records_and_bad_lines_named():
+    bad = KB_JSONL + '{"id": "kb-4"}\nnot json\n["a"]\n{"id": "kb-5", "text": "ok", "access": 5}\n'
+    docs, problems = parse_jsonl(bad.encode(), "kb/articles.jsonl", PUBLIC)
+    assert [d.doc_id for d in docs] == ["kb-1", "kb-2", "kb-3"]
+    assert docs[1].metadata == {"updated": "2026-05-04"} and docs[2].access == ("internal",)
+    assert docs[0].source == "kb/articles.jsonl" and docs[0].title == "Resetting the Control Box"
+    assert [(n, m.split(" ")[0]) for n, m in problems] == [(4, "missing"), (5, "invalid"), (6, "expected"), (7, "access")]
+    assert "'text'" in problems[0][1]
+
+
+@pytest.mark.parametrize(
+    "name, raw, message",
+    [
+        ("empty.md", b"", "empty document"),
+        ("blank.txt", b"  \n\n ", "empty document"),
+        ("binary.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR", "binary content"),
+        ("latin1.md", "caf\u00e9 cr\u00e8me".encode("latin-1"), "invalid UTF-8 at byte 3"),
+        ("front.md", b"---\ntitle: [unclosed\n---\nbody\n", "front matter is not valid YAML"),
+        ("fake.pdf", b"this is not a pdf", "not a PDF"),
+        ("empty.html", b"<html><body><nav>menu</nav></body></html>", "empty document"),
+    ],
+)
+def test_bad_files_raise_load_error(name, raw, message):
+    with pytest.raises(LoadError, match=message):
+        parse_file(raw, name, {}, PUBLIC)
+
+
+def test_truncated_pdf_is_rejected_not_half_read():
+    pdf = make_pdf([HEATER_P1, "Page two."])
+    with pytest.raises(LoadError, match="truncated PDF"):
+        parse_file(pdf[: len(pdf) // 2], "h.pdf", {}, PUBLIC)
+
+
+def test_pdf_without_text_is_reported():
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    with pytest.raises(LoadError, match="scanned PDF"):
+        parse_file(bytes(pdf.output()), "scan.pdf", {}, PUBLIC)
+
+
+def test_utf8_bom_is_accepted():
+    assert decode_text("\ufeffhello".encode("utf-8")) == "hello"
