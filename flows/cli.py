@@ -19,6 +19,7 @@ from flows.config import ConfigError, RaftConfig, load_config
 from flows.wiring import index_settings, make_embedder, open_index
 from retrieval.corpus import CorpusError
 from retrieval.embedding import EmbeddingError
+from retrieval.qa import QAFileError, read_jsonl
 from retrieval.store import Hit, StoreError
 
 EXIT_BAD_INPUT = 2
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = _config(args)
         return args.run(cfg, args)
-    except (ConfigError, CorpusError, EmbeddingError, StoreError, UsageError) as e:
+    except (ConfigError, CorpusError, EmbeddingError, QAFileError, StoreError, UsageError) as e:
         _fail(args, str(e))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -147,7 +148,7 @@ def _search(cfg: RaftConfig, args: argparse.Namespace) -> int:
     if bool(args.question) == bool(args.queries):
         raise UsageError("give either a question or --queries FILE.jsonl")
     groups = [g.strip() for g in args.groups.split(",") if g.strip()]
-    queries = _read_queries(args.queries) if args.queries else [{"question": args.question}]
+    queries = [record for _, record in read_jsonl(args.queries, required=("question",))] if args.queries else [{"question": args.question}]
     store = open_index(cfg)
     try:
         results = search_many(store, make_embedder(cfg), [q["question"] for q in queries], cfg.search.k, groups, progress=_progress())
@@ -161,27 +162,6 @@ def _search(cfg: RaftConfig, args: argparse.Namespace) -> int:
     else:
         _print_hits(results[0])
     return 0
-
-
-def _read_queries(path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read {path}: {e}") from None
-    queries = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            query = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{path} line {lineno}: invalid JSON ({e.msg})") from None
-        if not isinstance(query, dict) or not isinstance(query.get("question"), str) or not query["question"].strip():
-            raise UsageError(f"{path} line {lineno}: missing field 'question' (a non-empty string)")
-        queries.append(query)
-    if not queries:
-        raise UsageError(f"{path} holds no questions")
-    return queries
 
 
 def _print_hits(hits: list[Hit]) -> None:

@@ -19,7 +19,7 @@ from qdrant_client import QdrantClient, models
 
 PUBLIC = "public"
 # Payload fields the sync reads back to decide what changed; see retrieval/sync.py.
-STATE_FIELDS = ["doc_id", "source", "file_hash", "version_hash", "content_hash", "index_sig", "n_chunks"]
+STATE_FIELDS = ["doc_id", "source", "file_hash", "version_hash", "content_hash", "index_sig", "n_chunks", "access"]
 
 
 class StoreError(RuntimeError):
@@ -33,6 +33,7 @@ class IndexedDoc:
     doc_id: str
     source: str
     content_hash: str
+    access: tuple[str, ...] = ()
     point_ids: list[str] = field(default_factory=list)
     file_hashes: set[str] = field(default_factory=set)
     version_hashes: set[str] = field(default_factory=set)
@@ -148,7 +149,7 @@ class ChunkStore:
             p = point.payload or {}
             doc = docs.get(p["doc_id"])
             if doc is None:
-                doc = docs[p["doc_id"]] = IndexedDoc(p["doc_id"], p["source"], p["content_hash"], n_chunks=p["n_chunks"])
+                doc = docs[p["doc_id"]] = IndexedDoc(p["doc_id"], p["source"], p["content_hash"], tuple(p["access"]), n_chunks=p["n_chunks"])
             doc.point_ids.append(str(point.id))
             doc.file_hashes.add(p["file_hash"])
             doc.version_hashes.add(p["version_hash"])

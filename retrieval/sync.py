@@ -182,7 +182,7 @@ def _plan(
             unchanged.update((d.doc_id, d.content_hash) for d in indexed)
             continue
         try:
-            docs, bad_lines = _load(file, settings)
+            docs, bad_lines = load_file(file, settings)
         except LoadError as e:
             docs, bad_lines = [], [Skipped(file.source, str(e))]
             plan.bad_files += 1
@@ -229,8 +229,8 @@ def _unchanged_file(doc: IndexedDoc, file: CorpusFile, signature: str) -> bool:
     return doc.file_hashes == {file.file_hash} and len(doc.version_hashes) == 1 and doc.index_sigs == {signature} and len(doc.point_ids) == doc.n_chunks
 
 
-def _load(file: CorpusFile, settings: IndexSettings) -> tuple[list[Document], list[Skipped]]:
-    """The file's documents and, for .jsonl, its bad lines. LoadError when nothing can be used."""
+def load_file(file: CorpusFile, settings: IndexSettings) -> tuple[list[Document], list[Skipped]]:
+    """The documents of one corpus file and, for .jsonl, its bad lines. LoadError when nothing can be used."""
     try:
         raw = file.path.read_bytes()
     except OSError as e:

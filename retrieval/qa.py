@@ -1,0 +1,75 @@
+"""The QA file format shared by retrieval benchmarks, dataset building and evaluation.
+
+JSONL, one object per line: `question` (required), `answer` (required), optional `id` and
+`source` (a document path relative to the corpus root, or a jsonl document's id); other
+fields are kept in `extra` and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class QAFileError(ValueError):
+    """A QA file that cannot be read; the message names the line and field of every bad line."""
+
+
+@dataclass(frozen=True)
+class QAItem:
+    question: str
+    answer: str
+    id: str
+    source: str | None = None
+    line: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_qa_file(path: Path) -> list[QAItem]:
+    """All items of a QA file. Raises QAFileError listing every bad line (none is silently dropped)."""
+    items = []
+    for lineno, record in read_jsonl(path, required=("question", "answer")):
+        source = record.get("source")
+        if source is not None and (not isinstance(source, str) or not source.strip()):
+            raise QAFileError(f"{path} line {lineno}: field 'source' must be a document path or id")
+        extra = {k: v for k, v in record.items() if k not in ("question", "answer", "id", "source")}
+        items.append(QAItem(record["question"].strip(), record["answer"].strip(), str(record.get("id", f"line-{lineno}")), source, lineno, extra))
+    return items
+
+
+def read_jsonl(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each line of a JSONL file whose `required` fields are non-empty strings.
+
+    Raises QAFileError naming the line and field of every bad line, or when there is no line.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise QAFileError(f"{path} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise QAFileError(f"{path} is not UTF-8 (byte {e.start}): re-save it as UTF-8") from None
+    records, errors = [], []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            errors.append(f"line {lineno}: invalid JSON ({e.msg} at column {e.colno})")
+            continue
+        if not isinstance(record, dict):
+            errors.append(f"line {lineno}: expected a JSON object")
+            continue
+        bad = [f for f in required if not isinstance(record.get(f), str) or not record[f].strip()]
+        if bad:
+            errors.append(f"line {lineno}: missing or empty field {', '.join(repr(f) for f in bad)}")
+            continue
+        records.append((lineno, record))
+    if errors:
+        shown = "; ".join(errors[:20]) + (f"; and {len(errors) - 20} more" if len(errors) > 20 else "")
+        raise QAFileError(f"{path}: {len(errors)} bad line(s): {shown}")
+    if not records:
+        raise QAFileError(f"{path} holds no questions")
+    return records

@@ -1,0 +1,104 @@
+"""The `raft` command: JSON contracts, exit codes, error messages."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+
+
+@pytest.fixture
+def cli(tmp_path, corpus, monkeypatch, capsys):
+    """Runs `raft ARGS` in-process on the small corpus with a private work dir; returns (code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    common = ["--work-dir", str(tmp_path / "work"), "--set", f"corpus.path={corpus}", "--set", "chunking.size=64",
+              "--set", "chunking.overlap=8"]
+
+    def run(*args):
+        code = main([*args, *common])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_index_json_contract_then_incremental(cli, corpus):
+    code, out, _ = cli("index", "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert {"added", "updated", "deleted", "unchanged", "skipped", "chunks_written", "seconds"} <= set(report)
+    assert report["added"] == 9 and report["chunks_written"] > 0
+    (corpus / "guides/valve.md").write_text("# Valve V10 Guide\nThe V10 now closes in 0.9 seconds.\n")
+    (corpus / "bad.md").write_bytes(b"\xff\xfe")
+    code, out, _ = cli("index", "--json")
+    report = json.loads(out)
+    assert (report["updated"], report["unchanged"]) == (1, 8)
+    assert report["skipped"] == [{"source": "bad.md", "reason": "invalid UTF-8 at byte 0 (line 1): re-save the file as UTF-8"}]
+
+
+def test_search_json_and_groups(cli):
+    cli("index")
+    code, out, _ = cli("search", "salary band S3", "-k", "3", "--json")
+    hits = json.loads(out)
+    assert code == 0 and len(hits) == 3
+    assert {"doc_id", "source", "title", "score", "text"} <= set(hits[0])
+    assert "salaries.md" not in [h["doc_id"] for h in hits]
+    _, out, _ = cli("search", "salary band S3", "-k", "1", "--groups", "hr,ops", "--json")
+    assert json.loads(out)[0]["source"] == "salaries.md"
+    code, out, _ = cli("search", "How long is the pump warranty?")
+    assert code == 0 and out.startswith("1. [") and "web/warranty.html" in out
+
+
+def test_search_queries_file_one_line_per_query(cli, tmp_path):
+    cli("index")
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": "a", "question": "reset the Control Box"}\n\n{"question": "H7 heater power"}\n')
+    code, out, _ = cli("search", "--queries", str(queries), "-k", "2")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [line.get("id") for line in lines] == ["a", None]
+    assert lines[0]["results"][0]["doc_id"] == "kb-1" and len(lines[1]["results"]) == 2
+
+
+def test_bad_queries_line_is_named(cli, tmp_path):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"question": "ok"}\n{"q": "typo"}\n')
+    code, _, err = cli("search", "--queries", str(queries))
+    assert code == 2 and "q.jsonl: 1 bad line(s): line 2: missing or empty field 'question'" in err
+
+
+def test_stopped_sync_exits_3_with_report(cli, corpus):
+    cli("index")
+    for rel in ("guides/pump.md", "guides/valve.md", "web/warranty.html", "salaries.md"):
+        (corpus / rel).unlink()
+    code, out, err = cli("index", "--json")
+    assert code == 3 and "the corpus shrank" in err
+    body = json.loads(out)
+    assert "the corpus shrank" in body["error"] and body["deleted"] == 4
+    code, out, _ = cli("index", "--json", "--force")
+    assert code == 0 and json.loads(out)["deleted"] == 4
+
+
+def test_config_errors_exit_2_naming_the_key(cli):
+    code, out, err = cli("index", "--json", "--set", "qdrant.ulr=http://x")
+    assert code == 2 and "unknown config key 'qdrant.ulr'" in err and json.loads(out)["error"]
+    code, _, err = cli("search")
+    assert code == 2 and "give either a question or --queries" in err
+
+
+def test_search_before_index_says_what_to_do(cli):
+    code, _, err = cli("search", "anything")
+    assert code == 2 and "run `raft index` first" in err
+
+
+def test_console_script_is_installed(tmp_path, corpus):
+    raft = Path(sys.executable).parent / "raft"
+    assert raft.exists(), "pip install -e . creates the raft console script"
+    result = subprocess.run(
+        [str(raft), "index", "--json", "--work-dir", str(tmp_path / "w"), "--corpus", str(corpus)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["added"] == 9

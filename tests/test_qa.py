@@ -1,0 +1,36 @@
+"""The QA file format: valid files, and every bad line named."""
+
+import pytest
+
+from retrieval.qa import QAFileError, read_qa_file
+
+
+def test_reads_items_with_optional_fields(tmp_path):
+    f = tmp_path / "qa.jsonl"
+    f.write_text('{"id": "q1", "question": " Q? ", "answer": "A", "source": "a.md", "level": 2}\n\n{"question": "Q2?", "answer": "B"}\n')
+    a, b = read_qa_file(f)
+    assert (a.id, a.question, a.answer, a.source, a.extra, a.line) == ("q1", "Q?", "A", "a.md", {"level": 2}, 1)
+    assert (b.id, b.source, b.line) == ("line-3", None, 3)
+
+
+def test_every_bad_line_is_named(tmp_path):
+    f = tmp_path / "qa.jsonl"
+    f.write_text('{"question": "ok?", "answer": "yes"}\n{"question": "no answer"}\n{bad json\n["list"]\n')
+    with pytest.raises(QAFileError) as e:
+        read_qa_file(f)
+    message = str(e.value)
+    assert "3 bad line(s)" in message
+    assert "line 2: missing or empty field 'answer'" in message
+    assert "line 3: invalid JSON" in message
+    assert "line 4: expected a JSON object" in message
+    f.write_text('{"question": "q", "answer": "a", "source": 7}\n')
+    with pytest.raises(QAFileError, match="line 1: field 'source'"):
+        read_qa_file(f)
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(QAFileError, match="does not exist"):
+        read_qa_file(tmp_path / "nope.jsonl")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(QAFileError, match="holds no questions"):
+        read_qa_file(tmp_path / "empty.jsonl")
