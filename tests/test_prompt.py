@@ -1,0 +1,62 @@
+"""The shared RAFT prompt format and the output parser, on well-formed and malformed outputs."""
+
+import pytest
+
+from training.prompt import (
+    ANSWER_PREFIX,
+    ContextDoc,
+    build_messages,
+    format_answer,
+    parse_output,
+    quote,
+    user_message,
+)
+
+DOCS = [ContextDoc("The P200 pumps 42 litres per minute.", "Pump P200", "guides/pump.md"), ContextDoc('Say "hi".', 'A "quoted"\ntitle')]
+
+
+def test_messages_put_documents_before_the_question():
+    messages = build_messages("How fast is the P200?", DOCS, answer="<ANSWER>: 42 litres per minute")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+    user = messages[1]["content"]
+    assert user.startswith('<DOCUMENT id="1" title="Pump P200" source="guides/pump.md">\nThe P200 pumps 42 litres per minute.\n</DOCUMENT>')
+    assert '<DOCUMENT id="2" title="A \'quoted\' title" source="">' in user
+    assert user.endswith("\n\nQuestion: How fast is the P200?")
+
+
+def test_styles_have_their_own_instructions_and_unknown_style_fails():
+    cot, direct = (build_messages("q", DOCS, style=s)[0]["content"] for s in ("cot", "direct"))
+    assert "##begin_quote##" in cot and "##begin_quote##" not in direct
+    with pytest.raises(ValueError, match="answer style"):
+        build_messages("q", DOCS, style="verbose")
+
+
+def test_no_documents_is_the_closed_book_prompt():
+    assert user_message("What is X?", []) == "Question: What is X?"
+
+
+def test_format_then_parse_round_trip():
+    text = format_answer("42 litres per minute", f"The pump guide says {quote('The P200 pumps 42 litres per minute.')} so that is the rate.")
+    parsed = parse_output(text)
+    assert parsed.answer == "42 litres per minute"
+    assert parsed.quotes == ("The P200 pumps 42 litres per minute.",)
+    assert parsed.well_formed and parsed.reasoning.startswith("The pump guide says")
+    assert parse_output(format_answer("  42   lpm ", style="direct")) == parse_output(f"{ANSWER_PREFIX} 42 lpm")
+
+
+@pytest.mark.parametrize(
+    "output, answer, quotes, well_formed",
+    [
+        ("no answer line at all", None, (), False),
+        ("reasoning\n<ANSWER>:", None, (), False),
+        ("<ANSWER>:42 lpm", "42 lpm", (), True),
+        ("<ANSWER>: first\nmore <ANSWER>: last\ntrailing chatter", "last", (), True),
+        ("##begin_quote## open but never closed\n<ANSWER>: x", "x", (), False),
+        ("##begin_quote##a##end_quote## and ##begin_quote##b##end_quote##\n<ANSWER>: y", "y", ("a", "b"), True),
+        ("##begin_quote##a##end_quote## ##end_quote##\n<ANSWER>: y", "y", ("a",), False),
+        ("##begin_quote##   ##end_quote##<ANSWER>: z", "z", (), True),
+    ],
+)
+def test_parser_on_malformed_outputs(output, answer, quotes, well_formed):
+    parsed = parse_output(output)
+    assert (parsed.answer, parsed.quotes, parsed.well_formed) == (answer, quotes, well_formed)

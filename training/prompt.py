@@ -1,0 +1,128 @@
+"""The RAFT prompt format: the one definition that training, evaluation and serving share.
+
+A model sees exactly this at train time and at serve time:
+
+    system:    SYSTEM_PROMPT[style]
+    user:      <DOCUMENT id="1" title="…" source="…">chunk text</DOCUMENT>
+               … more documents …
+               Question: …
+    assistant: (style "cot")    reasoning with verbatim quotes ##begin_quote##…##end_quote##,
+                                then a last line "<ANSWER>: short answer"
+               (style "direct") "<ANSWER>: short answer"
+
+`parse_output` reads a model's output back: the final answer, the quotes, and whether the
+output kept the format.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+BEGIN_QUOTE = "##begin_quote##"
+END_QUOTE = "##end_quote##"
+ANSWER_PREFIX = "<ANSWER>:"
+
+AnswerStyle = Literal["cot", "direct"]
+ANSWER_STYLES: tuple[AnswerStyle, ...] = ("cot", "direct")
+
+SYSTEM_PROMPT: dict[str, str] = {
+    "cot": (
+        "You answer questions using the documents given with each question. Some documents are "
+        "irrelevant: find the ones that answer the question and ignore the rest. Reason step by "
+        f"step, copying the sentences you rely on word for word between {BEGIN_QUOTE} and "
+        f"{END_QUOTE}. End with a last line of the form '{ANSWER_PREFIX} <short answer>'. If no "
+        f"document answers the question, say so and end with '{ANSWER_PREFIX} I don't know'."
+    ),
+    "direct": (
+        "You answer questions using the documents given with each question. Some documents are "
+        f"irrelevant. Reply with one line of the form '{ANSWER_PREFIX} <short answer>'. If no "
+        f"document answers the question, reply '{ANSWER_PREFIX} I don't know'."
+    ),
+}
+UNKNOWN_ANSWER = "I don't know"
+
+
+@dataclass(frozen=True)
+class ContextDoc:
+    """A document as the model sees it: a retrieved chunk, with where it comes from."""
+
+    text: str
+    title: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ParsedOutput:
+    answer: str | None  # text after the last "<ANSWER>:", None when absent
+    quotes: tuple[str, ...]  # every ##begin_quote##…##end_quote## span, in order
+    reasoning: str  # everything before the answer line
+    well_formed: bool  # an answer line and balanced quote markers
+
+
+def format_documents(docs: Sequence[ContextDoc]) -> str:
+    """The documents block of the user message, numbered from 1 in the given order."""
+    return "\n".join(
+        f'<DOCUMENT id="{n}" title="{_attr(d.title)}" source="{_attr(d.source)}">\n{d.text}\n</DOCUMENT>'
+        for n, d in enumerate(docs, start=1)
+    )
+
+
+def user_message(question: str, docs: Sequence[ContextDoc]) -> str:
+    """Documents first, then the question (the model reads the evidence before the ask)."""
+    block = format_documents(docs)
+    return (block + "\n\n" if block else "") + f"Question: {question.strip()}"
+
+
+def build_messages(question: str, docs: Sequence[ContextDoc], style: AnswerStyle = "cot", answer: str | None = None) -> list[dict[str, str]]:
+    """Chat messages for one example; with `answer`, the assistant turn a model is trained on."""
+    if style not in SYSTEM_PROMPT:
+        raise ValueError(f"answer style must be one of {', '.join(ANSWER_STYLES)}, got {style!r}")
+    messages = [
+        {"role": "system", "content": SYSTEM_PROMPT[style]},
+        {"role": "user", "content": user_message(question, docs)},
+    ]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+def quote(text: str) -> str:
+    """A verbatim span wrapped in quote markers."""
+    return f"{BEGIN_QUOTE}{text}{END_QUOTE}"
+
+
+def format_answer(final: str, reasoning: str = "", style: AnswerStyle = "cot") -> str:
+    """The assistant turn: reasoning (cot only) then the answer line."""
+    final = " ".join(final.split())
+    if style == "direct" or not reasoning.strip():
+        return f"{ANSWER_PREFIX} {final}"
+    return f"{reasoning.strip()}\n{ANSWER_PREFIX} {final}"
+
+
+_QUOTE = re.compile(re.escape(BEGIN_QUOTE) + r"(.*?)" + re.escape(END_QUOTE), re.S)
+
+
+def parse_output(output: str) -> ParsedOutput:
+    """Read a model's output: final answer, quotes, reasoning, and whether the format held.
+
+    Tolerates what small models do: extra text after the answer line (only its first line
+    counts), a missing space after the colon, unbalanced quote markers (then well_formed is
+    False and the complete spans still count).
+    """
+    at = output.rfind(ANSWER_PREFIX)
+    if at == -1:
+        answer, reasoning = None, output.strip()
+    else:
+        tail = output[at + len(ANSWER_PREFIX) :].strip()
+        answer = tail.splitlines()[0].strip() if tail else ""
+        reasoning = output[:at].strip()
+    quotes = tuple(q.strip() for q in _QUOTE.findall(output) if q.strip())
+    balanced = output.count(BEGIN_QUOTE) == output.count(END_QUOTE) == len(_QUOTE.findall(output))
+    return ParsedOutput(answer or None, quotes, reasoning, bool(answer) and balanced)
+
+
+def _attr(value: str) -> str:
+    return value.replace('"', "'").replace("\n", " ")
