@@ -3,7 +3,8 @@
 Every subcommand takes --config FILE, --work-dir DIR, --json and --set KEY=VALUE (any config
 field, e.g. --set qdrant.url=http://localhost:6333). Progress goes to stderr, results to
 stdout; with --json stdout holds JSON only. Exit codes: 0 done, 2 bad input or config,
-3 a data check stopped the work (nothing written).
+3 a data check stopped the work (nothing written), 4 an outside service (the teacher) failed
+(finished work is kept; rerun to resume).
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from flows.config import ConfigError, RaftConfig, load_config
-from flows.wiring import index_settings, make_embedder, open_index
+from flows.wiring import dataset_settings, datasets_dir, index_settings, make_embedder, make_teacher, open_index
 from retrieval.corpus import CorpusError
 from retrieval.embedding import EmbeddingError
 from retrieval.qa import QAFileError, read_jsonl
 from retrieval.store import Hit, StoreError
+from training.dataset import DatasetError
+from training.dataset_folder import DatasetFolderError
+from training.teacher import TeacherError
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
+EXIT_FAILED = 4  # an outside service failed (e.g. the teacher); finished work is kept, rerun resumes
 
 
 class UsageError(ValueError):
@@ -40,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = _config(args)
         return args.run(cfg, args)
-    except (ConfigError, CorpusError, EmbeddingError, QAFileError, StoreError, UsageError) as e:
+    except (ConfigError, CorpusError, DatasetError, DatasetFolderError, EmbeddingError, QAFileError, StoreError, UsageError) as e:
+        _fail(args, str(e))
+        return EXIT_BAD_INPUT
+    except TeacherError as e:
+        _fail(args, str(e))
+        return EXIT_FAILED
         _fail(args, str(e))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -57,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="override any config field, e.g. --set chunking.size=256 (repeatable)")
 
     parser = argparse.ArgumentParser(prog="raft", description="Retrieval-augmented fine-tuning: index, train, evaluate, serve.")
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
 
     index = sub.add_parser("index", parents=[common], help="sync the corpus into the index (only changed documents are embedded)")
     index.add_argument("--corpus", type=Path, help="corpus folder (config: corpus.path)")
@@ -71,6 +81,18 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--groups", default="", help="caller's access groups, comma-separated (public is always allowed)")
     search.add_argument("--queries", type=Path, help="JSONL file of questions (field 'question'); one JSON line out per query")
     search.set_defaults(run=_search)
+
+    dataset = sub.add_parser("dataset", parents=[common], help="build a RAFT training set: questions, retrieved distractors, quoted answers")
+    dataset.add_argument("--qa", type=Path, help="QA file (JSONL: question, answer, optional id, source; config: dataset.qa_file)")
+    dataset.add_argument("--no-qa", action="store_true", help="take questions from the teacher only")
+    dataset.add_argument("--teacher-url", help="OpenAI-compatible endpoint of a teacher LLM (config: teacher.url)")
+    dataset.add_argument("--teacher-model", help="the teacher's model name (config: teacher.model)")
+    dataset.add_argument("--p", type=float, help="probability that the oracle is in the context (config: dataset.p)")
+    dataset.add_argument("--k", type=int, help="distractors per example (config: dataset.k)")
+    dataset.add_argument("--seed", type=int, help="random seed (config: dataset.seed)")
+    dataset.add_argument("--style", choices=["cot", "direct"], help="answer style (config: dataset.style)")
+    dataset.add_argument("--out", type=Path, help="dataset folder (default: <work dir>/datasets/<content hash>)")
+    dataset.set_defaults(run=_dataset)
     return parser
 
 
@@ -85,8 +107,14 @@ def _config(args: argparse.Namespace) -> RaftConfig:
         overrides["work_dir"] = str(args.work_dir)
     if getattr(args, "corpus", None):
         overrides["corpus.path"] = str(args.corpus)
-    if getattr(args, "k", None) is not None:
-        overrides["search.k"] = args.k
+    flags = {"search": {"k": "search.k"}, "dataset": {
+        "qa": "dataset.qa_file", "teacher_url": "teacher.url", "teacher_model": "teacher.model",
+        "p": "dataset.p", "k": "dataset.k", "seed": "dataset.seed", "style": "dataset.style"}}
+    for flag, key in flags.get(args.command, {}).items():
+        if getattr(args, flag, None) is not None:
+            overrides[key] = str(getattr(args, flag))
+    if getattr(args, "no_qa", False):
+        overrides["dataset.qa_file"] = None
     return load_config(args.config, overrides)
 
 
@@ -172,6 +200,53 @@ def _print_hits(hits: list[Hit]) -> None:
         print(f"{rank}. [{hit.score:.3f}] {hit.source}: {where}")
         snippet = " ".join(hit.text.split())
         print(textwrap.indent(textwrap.fill(snippet[:400] + ("…" if len(snippet) > 400 else ""), width=96), "   "))
+
+
+# --- raft dataset --------------------------------------------------------------------------
+
+
+def _dataset(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    from retrieval.qa import read_qa_file
+    from training.dataset import build_dataset, questions_from_qa, teacher_questions
+    from training.dataset_folder import write_dataset
+    from retrieval.documents import sha256
+
+    teacher = make_teacher(cfg)
+    qa_file = cfg.dataset.qa_file
+    if qa_file is None and teacher is None:
+        raise UsageError("no question source: set dataset.qa_file (--qa FILE) or a teacher (--teacher-url, --teacher-model)")
+    questions = questions_from_qa(read_qa_file(qa_file)) if qa_file else []
+    settings = dataset_settings(cfg)
+    store = open_index(cfg)
+    try:
+        if teacher is not None and cfg.teacher.questions_per_chunk > 0:
+            questions += teacher_questions(store, teacher, settings.audience, cfg.dataset.max_teacher_chunks, settings.seed, _progress())
+        sources = {"qa_file": None if qa_file is None else {"path": str(qa_file), "sha256": sha256(qa_file.read_bytes())}}
+        dataset = build_dataset(store, make_embedder(cfg), questions, settings, teacher, sources, progress=_progress())
+    finally:
+        store.close()
+    path, digest = write_dataset(dataset, datasets_dir(cfg), args.out)
+    card = dataset.card
+    summary = {
+        "path": str(path), "hash": digest, "train": len(dataset.train), "eval": len(dataset.eval),
+        "dropped": card["dropped"], "repaired": card["quotes"]["repaired"],
+    }
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    c = card["counts"]
+    print(
+        f"dataset {path}: {c['train']} train / {c['eval']} eval examples from {c['questions']} questions "
+        f"({c['train_documents']} / {c['eval_documents']} documents); oracle present in "
+        f"{c['oracle_present_share']['train']} of train; quotes {card['quotes']['verbatim']} verbatim, "
+        f"{card['quotes']['repaired']} repaired"
+    )
+    for why, n in card["dropped"].items():
+        print(f"  dropped {n}: {why}")
+    if teacher is not None:
+        st = teacher.stats
+        print(f"  teacher: {st.calls} calls, {st.cached} answers from cache, {st.retries} retries")
+    return 0
 
 
 if __name__ == "__main__":

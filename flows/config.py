@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -75,6 +75,35 @@ class SearchConfig(_Section):
     k: int = Field(5, ge=1, le=1000)
 
 
+class DatasetConfig(_Section):
+    qa_file: Path | None = Path("examples/qa.jsonl")  # null: questions come from the teacher only
+    p: float = Field(0.8, ge=0, le=1, description="probability that the oracle is in an example's context")
+    k: int = Field(4, ge=0, le=50, description="distractor documents per example")
+    random_share: float = Field(0.0, ge=0, le=1, description="share of distractors drawn at random instead of retrieved")
+    seed: int = 0
+    eval_share: float = Field(0.2, ge=0, lt=1, description="share of questions (split by document) kept for evaluation")
+    style: Literal["cot", "direct"] = "cot"
+    audience: list[str] = ["public"]  # access groups whose documents may enter training
+    no_oracle: Literal["abstain", "memorize"] = "abstain"
+    candidates: int = Field(24, ge=2, description="retrieval depth for oracles and hard negatives")
+    near_duplicate: float = Field(0.8, ge=0, le=1)
+    max_teacher_chunks: int | None = Field(None, ge=1, description="teacher questions: at most this many chunks (a seeded sample)")
+
+
+class TeacherConfig(_Section):
+    url: str | None = None  # an OpenAI-compatible endpoint, e.g. http://localhost:8000/v1; null: offline
+    model: str | None = None
+    api_key: str | None = None
+    questions_per_chunk: int = Field(3, ge=0, description="0: the teacher writes reasoning only, no questions")
+    concurrency: int = Field(4, ge=1)
+    max_retries: int = Field(5, ge=0)
+    timeout_s: float = 120.0
+    temperature: float = 0.2
+    max_tokens: int = Field(768, ge=16)
+    question_prompt: Path | None = None  # file with a template ({title} {text} {n}); null: built-in
+    answer_prompt: Path | None = None  # file with a template ({title} {text} {question} {reference}); null: built-in
+
+
 class RaftConfig(_Section):
     work_dir: Path = Path(".raft")
     corpus: CorpusConfig = CorpusConfig()
@@ -83,6 +112,8 @@ class RaftConfig(_Section):
     qdrant: QdrantConfig = QdrantConfig()
     checks: ChecksConfig = ChecksConfig()
     search: SearchConfig = SearchConfig()
+    dataset: DatasetConfig = DatasetConfig()
+    teacher: TeacherConfig = TeacherConfig()
 
     @property
     def qdrant_path(self) -> Path:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from flows.config import RaftConfig
+import string
+from pathlib import Path
+
+from flows.config import ConfigError, RaftConfig
 from retrieval.embedding import Embedder
 from retrieval.store import ChunkStore, open_store
 from retrieval.sync import IndexSettings
+from training.dataset import DatasetSettings
+from training.teacher import ANSWER_PROMPT, QUESTION_PROMPT, Teacher, TeacherSettings
 
 
 def index_settings(cfg: RaftConfig) -> IndexSettings:
@@ -29,3 +34,51 @@ def open_index(cfg: RaftConfig) -> ChunkStore:
     """The chunk index: the Qdrant server at qdrant.url, else embedded Qdrant under the work dir."""
     q = cfg.qdrant
     return open_store(q.collection, q.url, cfg.qdrant_path, api_key=q.api_key, timeout_s=q.timeout_s)
+
+
+def dataset_settings(cfg: RaftConfig) -> DatasetSettings:
+    """How `raft dataset` builds examples."""
+    d = cfg.dataset
+    return DatasetSettings(
+        p=d.p, k=d.k, random_share=d.random_share, seed=d.seed, eval_share=d.eval_share, style=d.style,
+        audience=tuple(d.audience), no_oracle=d.no_oracle, candidates=d.candidates, near_duplicate=d.near_duplicate,
+    )
+
+
+def datasets_dir(cfg: RaftConfig) -> Path:
+    """Where datasets live under the work dir."""
+    return cfg.work_dir / "datasets"
+
+
+def make_teacher(cfg: RaftConfig) -> Teacher | None:
+    """The configured teacher LLM, or None when teacher.url is unset (offline)."""
+    t = cfg.teacher
+    if not t.url:
+        return None
+    if not t.model:
+        raise ConfigError("teacher.url is set but teacher.model is not: name the model the endpoint serves")
+    settings = TeacherSettings(
+        base_url=t.url, model=t.model, api_key=t.api_key, concurrency=t.concurrency, max_retries=t.max_retries,
+        timeout_s=t.timeout_s, temperature=t.temperature, max_tokens=t.max_tokens, questions_per_chunk=t.questions_per_chunk,
+        question_prompt=_template(t.question_prompt, "teacher.question_prompt", {"title", "text", "n"}) or QUESTION_PROMPT,
+        answer_prompt=_template(t.answer_prompt, "teacher.answer_prompt", {"title", "text", "question", "reference"}) or ANSWER_PROMPT,
+    )
+    return Teacher(settings, cfg.work_dir / "teacher" / "cache.jsonl")
+
+
+def _template(path: Path | None, key: str, fields: set[str]) -> str | None:
+    """A prompt template file, checked for placeholders the teacher cannot fill."""
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+        used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot read {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise ConfigError(f"{key}: {path} is not a valid template ({e}); write literal braces as {{{{ and }}}}") from None
+    if used - fields:
+        raise ConfigError(
+            f"{key}: {path} uses unknown placeholder(s) {', '.join(sorted(used - fields))}; available: {', '.join(sorted(fields))}"
+        )
+    return text

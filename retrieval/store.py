@@ -192,23 +192,42 @@ class ChunkStore:
         """Top-k chunks whose access labels the caller's groups allow (public is always allowed)."""
         if self.current() is None:
             raise StoreError(f"the index {self.alias!r} is empty: run `raft index` first")
-        allowed = sorted({PUBLIC, *groups})
         response = self.client.query_points(
             self.alias,
             query=vector.tolist(),
             limit=k,
-            query_filter=models.Filter(must=[models.FieldCondition(key="access", match=models.MatchAny(any=allowed))]),
+            query_filter=models.Filter(must=[_access_condition(groups)]),
             with_payload=True,
         )
         return [_hit(point) for point in response.points]
 
-    def _scroll(self, collection: str, fields: list[str]) -> Iterator[models.Record]:
+    def chunks(self, groups: Iterable[str] = (), doc_ids: Iterable[str] | None = None) -> list[Hit]:
+        """Every chunk behind the alias that `groups` may see (optionally of `doc_ids` only), score 0."""
+        if self.current() is None:
+            raise StoreError(f"the index {self.alias!r} is empty: run `raft index` first")
+        must = [_access_condition(groups)]
+        if doc_ids is not None:
+            must.append(models.FieldCondition(key="doc_id", match=models.MatchAny(any=sorted(set(doc_ids)))))
+        fields = ["text", "doc_id", "source", "title", "headings", "start", "end", "access"]
+        points = self._scroll(self.alias, fields, models.Filter(must=must))
+        hits = [_hit(models.ScoredPoint(id=p.id, version=0, score=0.0, payload=p.payload)) for p in points]
+        # Document order, then position: the same list whatever order Qdrant scrolls in.
+        return sorted(hits, key=lambda h: (h.doc_id, h.start, h.chunk_id))
+
+    def _scroll(self, collection: str, fields: list[str], where: models.Filter | None = None) -> Iterator[models.Record]:
         offset = None
         while True:
-            points, offset = self.client.scroll(collection, limit=1024, offset=offset, with_payload=fields, with_vectors=False)
+            points, offset = self.client.scroll(
+                collection, scroll_filter=where, limit=1024, offset=offset, with_payload=fields, with_vectors=False
+            )
             yield from points
             if offset is None:
                 return
+
+
+def _access_condition(groups: Iterable[str]) -> models.FieldCondition:
+    # A chunk is visible when any of its labels is among the caller's groups; public always is.
+    return models.FieldCondition(key="access", match=models.MatchAny(any=sorted({PUBLIC, *groups})))
 
 
 def _hit(point: models.ScoredPoint) -> Hit:

@@ -102,7 +102,7 @@ def format_answer(final: str, reasoning: str = "", style: AnswerStyle = "cot") -
     return f"{reasoning.strip()}\n{ANSWER_PREFIX} {final}"
 
 
-_QUOTE = re.compile(re.escape(BEGIN_QUOTE) + r"(.*?)" + re.escape(END_QUOTE), re.S)
+QUOTE_PATTERN = re.compile(re.escape(BEGIN_QUOTE) + r"(.*?)" + re.escape(END_QUOTE), re.S)
 
 
 def parse_output(output: str) -> ParsedOutput:
@@ -119,8 +119,8 @@ def parse_output(output: str) -> ParsedOutput:
         tail = output[at + len(ANSWER_PREFIX) :].strip()
         answer = tail.splitlines()[0].strip() if tail else ""
         reasoning = output[:at].strip()
-    quotes = tuple(q.strip() for q in _QUOTE.findall(output) if q.strip())
-    balanced = output.count(BEGIN_QUOTE) == output.count(END_QUOTE) == len(_QUOTE.findall(output))
+    quotes = tuple(q.strip() for q in QUOTE_PATTERN.findall(output) if q.strip())
+    balanced = output.count(BEGIN_QUOTE) == output.count(END_QUOTE) == len(QUOTE_PATTERN.findall(output))
     return ParsedOutput(answer or None, quotes, reasoning, bool(answer) and balanced)
 
 

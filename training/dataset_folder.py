@@ -1,0 +1,100 @@
+"""Dataset folders on disk: `train.jsonl`, `eval.jsonl`, `dataset_card.json`.
+
+A dataset is written to a temporary folder beside its destination and renamed into place,
+so a reader never sees half a dataset. Under the work dir it is named by its content hash
+(`datasets/<hash>`), and `datasets/LATEST` names the newest one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from training.dataset import Dataset
+
+FILES = ("train.jsonl", "eval.jsonl", "dataset_card.json")
+LATEST = "LATEST"
+
+
+class DatasetFolderError(ValueError):
+    """A dataset folder that is missing or incomplete; the message says what to do."""
+
+
+def write_dataset(dataset: Dataset, datasets_dir: Path, out: Path | None = None) -> tuple[Path, str]:
+    """Write `dataset` atomically to `out`, else to `datasets_dir/<content hash>`; returns (folder, hash).
+
+    Writing to the work dir also points `datasets_dir/LATEST` at it. An existing folder at
+    `out` is replaced only when it is a dataset folder itself.
+    """
+    blobs = {
+        "train.jsonl": _jsonl(dataset.train),
+        "eval.jsonl": _jsonl(dataset.eval),
+        "dataset_card.json": (json.dumps(dataset.card, indent=2, sort_keys=True) + "\n").encode(),
+    }
+    digest = hashlib.sha256(b"".join(hashlib.sha256(blobs[name]).digest() for name in FILES)).hexdigest()
+    target = out if out is not None else datasets_dir / digest[:16]
+    if target.exists() and not (target / "dataset_card.json").is_file():
+        raise DatasetFolderError(f"{target} exists and is not a dataset folder: choose another --out or remove it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is shared (servers, other users)
+    for name in FILES:
+        (tmp / name).write_bytes(blobs[name])
+    _replace_dir(tmp, target)
+    if out is None:
+        _write_atomic(datasets_dir / LATEST, target.name + "\n")
+    return target, digest
+
+
+def latest_dataset(datasets_dir: Path) -> Path:
+    """The dataset `datasets_dir/LATEST` names."""
+    pointer = datasets_dir / LATEST
+    if not pointer.is_file():
+        raise DatasetFolderError(f"no dataset in {datasets_dir}: run `raft dataset` first, or pass --dataset DIR")
+    return check_dataset(datasets_dir / pointer.read_text().strip())
+
+
+def check_dataset(path: Path) -> Path:
+    """`path` if it holds a complete dataset, else DatasetFolderError naming what is missing."""
+    missing = [name for name in FILES if not (path / name).is_file()]
+    if missing:
+        raise DatasetFolderError(f"{path} is not a dataset folder (missing {', '.join(missing)}): run `raft dataset`")
+    return path
+
+
+def read_examples(path: Path, split: str) -> list[dict[str, Any]]:
+    """The examples of one split ("train" or "eval") of a dataset folder."""
+    file = check_dataset(path) / f"{split}.jsonl"
+    return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """The dataset card of a dataset folder."""
+    return json.loads((check_dataset(path) / "dataset_card.json").read_text(encoding="utf-8"))
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows).encode()
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    # A rename cannot replace a non-empty folder: move the old one aside first, then drop it.
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    new.rename(target)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

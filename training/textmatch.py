@@ -1,0 +1,103 @@
+"""Finding answers and quotes in document text, and comparing short answers.
+
+Documents reach us with their own line breaks and spacing (PDF extraction, HTML tables), so
+a match treats any run of whitespace as one space; what we return is always the exact span
+of the original text, which is what a verbatim quote must be.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+# A sentence ends at . ! ? followed by whitespace, or at a line break (list items, table rows).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+def find_span(needle: str, text: str, ignore_case: bool = True) -> Span | None:
+    """The first span of `text` equal to `needle` up to whitespace (and case), on word edges.
+
+    "4 bar" matches "4\\nbar" but not "14 bar": a short answer must not match inside a longer
+    number or word.
+    """
+    words = needle.split()
+    if not words:
+        return None
+    pattern = r"\s+".join(re.escape(w) for w in words)
+    if words[0][0].isalnum():
+        pattern = r"(?<![\w])" + pattern
+    if words[-1][-1].isalnum():
+        pattern += r"(?![\w])"
+    match = re.search(pattern, text, re.IGNORECASE if ignore_case else 0)
+    return Span(match.start(), match.end()) if match else None
+
+
+def sentences(text: str) -> list[Span]:
+    """Sentence spans of `text` (stripped of surrounding whitespace), in order."""
+    spans, start = [], 0
+    for cut in [*_SENTENCE_END.finditer(text), None]:
+        end = cut.start() if cut else len(text)
+        piece = text[start:end]
+        if piece.strip():
+            lead = len(piece) - len(piece.lstrip())
+            spans.append(Span(start + lead, start + len(piece.rstrip())))
+        if cut:
+            start = cut.end()
+    return spans
+
+
+def sentence_around(text: str, span: Span, max_chars: int = 400) -> Span:
+    """The sentence(s) holding `span`, cut to about `max_chars` around it at word edges."""
+    parts = [s for s in sentences(text) if s.end > span.start and s.start < span.end]
+    if not parts:
+        return span
+    start, end = parts[0].start, parts[-1].end
+    if end - start > max_chars:
+        room = max(0, max_chars - (span.end - span.start)) // 2
+        start = _word_edge(text, max(start, span.start - room), forward=True, limit=span.start)
+        end = _word_edge(text, min(end, span.end + room), forward=False, limit=span.end)
+    return Span(start, end)
+
+
+def _word_edge(text: str, at: int, forward: bool, limit: int) -> int:
+    # Move to the nearest whitespace so a cut never splits a word, never past the answer.
+    if forward:
+        while at < limit and at > 0 and not text[at - 1].isspace():
+            at += 1
+    else:
+        while at > limit and at < len(text) and not text[at].isspace():
+            at -= 1
+    return at
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD-style normal form: lower case, no punctuation, no articles, single spaces."""
+    text = text.lower().translate(_PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def answer_tokens(text: str) -> list[str]:
+    """Tokens of the normal form (what token F1 and support checks count)."""
+    return normalize_answer(text).split()
+
+
+def token_recall(answer: str, text: str) -> float:
+    """Share of the answer's tokens that occur in `text` (1.0 for an empty answer)."""
+    wanted = answer_tokens(answer)
+    have = set(answer_tokens(text))
+    return sum(t in have for t in wanted) / len(wanted) if wanted else 1.0
+
+
+def jaccard(a: str, b: str) -> float:
+    """Overlap of two texts' token sets (for near-duplicate questions)."""
+    x, y = set(answer_tokens(a)), set(answer_tokens(b))
+    return len(x & y) / len(x | y) if x | y else 1.0
