@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 # Main job on the embedded defaults: index the bundled sample corpus, then answer a question from it.
 run: $(STAMP)
 	$(BIN)/raft index
-	$(BIN)/raft search "What is the maximum operating temperature of the Falcon X2?" -k 3
+	$(BIN)/raft search "What is the maximum inlet pressure of the PC-220 pump controller?" -k 3
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

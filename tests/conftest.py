@@ -160,3 +160,15 @@ KB_JSONL = "\n".join(
 
 HEATER_P1 = "Heater H7 Manual. The H7 immersion heater draws 3 kW at 230 V. Its thermostat range is 30 to 75 degrees Celsius."
 HEATER_P2 = "Descaling. Descale the H7 element every 6 months in hard-water areas using a citric acid solution."
+
+
+@pytest.fixture(scope="session")
+def sample_work(tmp_path_factory) -> Path:
+    """A work dir with the bundled sample corpus indexed by `raft index` (shared by the session)."""
+    from flows.cli import main
+
+    if not SAMPLE_CORPUS.is_dir():
+        pytest.fail("examples/corpus is missing: run python examples/make_corpus.py")
+    work = tmp_path_factory.mktemp("sample-work")
+    assert main(["index", "--config", str(REPO / "raft.yaml"), "--work-dir", str(work), "--corpus", str(SAMPLE_CORPUS)]) == 0
+    return work

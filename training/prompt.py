@@ -76,6 +76,17 @@ def user_message(question: str, docs: Sequence[ContextDoc]) -> str:
     return (block + "\n\n" if block else "") + f"Question: {question.strip()}"
 
 
+_DOCUMENT = re.compile(r'<DOCUMENT id="\d+" title="(.*?)" source="(.*?)">\n(.*?)\n</DOCUMENT>', re.S)
+
+
+def parse_user_message(content: str) -> tuple[list[ContextDoc], str]:
+    """The documents and the question of a user message that `user_message` built."""
+    head, sep, question = content.rpartition("Question: ")
+    if not sep:
+        raise ValueError("not a RAFT user message: no 'Question: ' line")
+    return [ContextDoc(text, title, source) for title, source, text in _DOCUMENT.findall(head)], question
+
+
 def build_messages(question: str, docs: Sequence[ContextDoc], style: AnswerStyle = "cot", answer: str | None = None) -> list[dict[str, str]]:
     """Chat messages for one example; with `answer`, the assistant turn a model is trained on."""
     if style not in SYSTEM_PROMPT:
