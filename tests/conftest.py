@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import shutil
 from pathlib import Path
 
@@ -172,3 +175,43 @@ def sample_work(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("sample-work")
     assert main(["index", "--config", str(REPO / "raft.yaml"), "--work-dir", str(work), "--corpus", str(SAMPLE_CORPUS)]) == 0
     return work
+
+
+@pytest.fixture(scope="session")
+def base_model(tmp_path_factory):
+    """The real embedded base model (SmolLM2-135M-Instruct), converted once per session."""
+    from training.base_model import EMBEDDED, resolve_base_model
+
+    return resolve_base_model(EMBEDDED, tmp_path_factory.mktemp("base-work"))
+
+
+@pytest.fixture(scope="session")
+def small_dataset(sample_work, tmp_path_factory) -> Path:
+    """A real RAFT dataset from the sample corpus (one distractor per example), cut to 8 train / 4 eval examples."""
+    from flows.cli import main
+
+    full = tmp_path_factory.mktemp("dataset") / "full"
+    assert main(["dataset", "--config", str(REPO / "raft.yaml"), "--work-dir", str(sample_work), "--k", "1", "--out", str(full)]) == 0
+    small = full.with_name("small")
+    small.mkdir()
+    for split, n in (("train", 8), ("eval", 4)):
+        lines = (full / f"{split}.jsonl").read_text().splitlines()[:n]
+        (small / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    shutil.copy(full / "dataset_card.json", small / "dataset_card.json")
+    return small
+
+
+@pytest.fixture(scope="session")
+def trained(base_model, small_dataset, tmp_path_factory):
+    """`raft train --merge` with the real base model, 12 steps over the 8 examples (enough to pick up the
+    answer format); the work dir and the JSON it printed."""
+    from flows.cli import main
+
+    work = tmp_path_factory.mktemp("train-work")
+    argv = ["train", "--config", str(REPO / "raft.yaml"), "--work-dir", str(work), "--dataset", str(small_dataset),
+            "--base", base_model.path, "--max-steps", "12", "--merge", "--json", "--set", "training.max_seq_len=512",
+            "--set", "training.batch_size=2", "--set", "training.learning_rate=2e-3"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(argv) == 0
+    return work, json.loads(out.getvalue())

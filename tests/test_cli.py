@@ -102,3 +102,17 @@ def test_console_script_is_installed(tmp_path, corpus):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["added"] == 9
+
+
+def test_every_subcommand_takes_the_common_options():
+    from flows.cli import _parser
+
+    parser = _parser()
+    for command in ("index", "search", "dataset", "train", "models", "gate"):
+        args = parser.parse_args([command, "--config", "c.yaml", "--work-dir", "w", "--set", "a.b=1"])
+        assert (args.config, args.work_dir, args.json, args.overrides) == (Path("c.yaml"), Path("w"), False, ["a.b=1"]), command
+        assert parser.parse_args([command, "--json"]).json is True, command
+    # raft eval: --json alone prints to stdout, --json OUT writes a file
+    assert parser.parse_args(["eval", "--json"]).json == "-"
+    assert parser.parse_args(["eval", "--json", "out.json"]).json == "out.json"
+    assert parser.parse_args(["eval"]).json is None

@@ -32,7 +32,7 @@ from typing import Any, Literal
 from retrieval.embedding import Embedder
 from retrieval.qa import QAItem
 from retrieval.store import ChunkStore, Hit
-from training.prompt import SYSTEM_PROMPT, AnswerStyle, ContextDoc, build_messages
+from training.prompt import SYSTEM_PROMPT, AnswerStyle, build_messages, chunk_title, context_doc
 from training.quotes import abstain_answer, check_quotes, evidence_span, extractive_answer
 from training.teacher import Teacher
 from training.textmatch import find_span, jaccard, normalize_answer
@@ -121,7 +121,7 @@ def teacher_questions(
     chunks = [c for c in store.chunks(audience) if len(c.text) >= 200]  # shorter ones rarely hold a fact
     if max_chunks is not None and len(chunks) > max_chunks:
         chunks = sorted(random.Random(seed).sample(chunks, max_chunks), key=lambda c: (c.doc_id, c.start))
-    pairs = teacher.questions([(_title(c), c.text) for c in chunks], progress)
+    pairs = teacher.questions([(chunk_title(c), c.text) for c in chunks], progress)
     return [
         Question(f"t-{c.chunk_id[:8]}-{n}", q, a, c.doc_id, "teacher", chunk_id=c.chunk_id)
         for c, found in zip(chunks, pairs)
@@ -147,14 +147,14 @@ def build_dataset(
     by_doc: dict[str, list[Hit]] = defaultdict(list)
     for chunk in allowed:
         by_doc[chunk.doc_id].append(chunk)
-    source_docs = _resolve_sources(questions, indexed)
+    source_docs = resolve_sources(questions, indexed)
     dropped: Counter[str] = Counter()
 
     vectors = embedder.encode([q.question for q in questions], progress=progress)
     examples = []
     for q, vector in zip(questions, vectors):
         hits = store.search(vector, settings.candidates, settings.audience)
-        oracle, reason = _find_oracle(q, hits, by_doc, source_docs.get(q.source, ()))
+        oracle, reason = find_oracle(q, hits, by_doc, source_docs.get(q.source, ()))
         if oracle is None:
             dropped[reason] += 1
         else:
@@ -179,8 +179,11 @@ def build_dataset(
 # --- oracles ---------------------------------------------------------------------------------
 
 
-def _resolve_sources(questions: list[Question], indexed: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    """Document ids for each `source` named by a question (a document id or a file path)."""
+def resolve_sources(questions: list[Question], indexed: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Document ids for each `source` named by a question (a document id or a file path).
+
+    `indexed` is the index state (ChunkStore.index_state); an unknown source is an error.
+    """
     by_source: dict[str, list[str]] = defaultdict(list)
     for doc in indexed.values():
         by_source[doc.source].append(doc.doc_id)
@@ -199,8 +202,12 @@ def _resolve_sources(questions: list[Question], indexed: dict[str, Any]) -> dict
     return resolved
 
 
-def _find_oracle(q: Question, hits: list[Hit], by_doc: dict[str, list[Hit]], source_docs: tuple[str, ...]) -> tuple[Hit | None, str]:
-    """The chunk that supports the answer, or (None, why not)."""
+def find_oracle(q: Question, hits: list[Hit], by_doc: dict[str, list[Hit]], source_docs: tuple[str, ...]) -> tuple[Hit | None, str]:
+    """The chunk that supports the answer, or (None, why not).
+
+    `by_doc` holds the chunks the audience may see, per document; `source_docs` the
+    question's source documents (from resolve_sources).
+    """
     if q.chunk_id is not None:
         candidates = [c for chunks in by_doc.values() for c in chunks if c.chunk_id == q.chunk_id]
     elif q.source is not None:
@@ -311,11 +318,11 @@ def _write_answers(examples: list[_Example], s: DatasetSettings, teacher: Teache
         else:
             ex.answer = abstain_answer(s.style)
     if teacher is not None and s.style == "cot":
-        items = [(ex.question.question, _title(ex.oracle), ex.oracle.text, ex.question.answer) for ex in needs_reasoning]
+        items = [(ex.question.question, chunk_title(ex.oracle), ex.oracle.text, ex.question.answer) for ex in needs_reasoning]
         outputs = teacher.reasoning(items, progress)
     else:
         outputs = [
-            extractive_answer(ex.question.answer, ex.oracle.text, _position(ex), _title(ex.oracle), s.style) for ex in needs_reasoning
+            extractive_answer(ex.question.answer, ex.oracle.text, _position(ex), chunk_title(ex.oracle), s.style) for ex in needs_reasoning
         ]
     for ex, output in zip(needs_reasoning, outputs):
         if output is None:
@@ -332,16 +339,6 @@ def _write_answers(examples: list[_Example], s: DatasetSettings, teacher: Teache
 
 def _position(ex: _Example) -> int | None:
     return next((n for n, c in enumerate(ex.context, start=1) if c.chunk_id == ex.oracle.chunk_id), None)
-
-
-def _title(chunk: Hit) -> str:
-    """Document title and section headings, as the model sees them in the context."""
-    return " > ".join([chunk.title] + [h for h in chunk.headings if h != chunk.title])
-
-
-def context_doc(chunk: Hit) -> ContextDoc:
-    """A retrieved chunk as a document of the prompt (serving builds its context the same way)."""
-    return ContextDoc(chunk.text, _title(chunk), chunk.source)
 
 
 # --- output ----------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from training.dataset import Dataset
+if TYPE_CHECKING:  # training reads dataset folders without the retrieval stack (GPU machines, launchers)
+    from training.dataset import Dataset
 
 FILES = ("train.jsonl", "eval.jsonl", "dataset_card.json")
 LATEST = "LATEST"
@@ -36,7 +37,7 @@ def write_dataset(dataset: Dataset, datasets_dir: Path, out: Path | None = None)
         "eval.jsonl": _jsonl(dataset.eval),
         "dataset_card.json": (json.dumps(dataset.card, indent=2, sort_keys=True) + "\n").encode(),
     }
-    digest = hashlib.sha256(b"".join(hashlib.sha256(blobs[name]).digest() for name in FILES)).hexdigest()
+    digest = _digest(blobs)
     target = out if out is not None else datasets_dir / digest[:16]
     if target.exists() and not (target / "dataset_card.json").is_file():
         raise DatasetFolderError(f"{target} exists and is not a dataset folder: choose another --out or remove it")
@@ -67,6 +68,11 @@ def check_dataset(path: Path) -> Path:
     return path
 
 
+def dataset_hash(path: Path) -> str:
+    """The content hash of a dataset folder (the same `write_dataset` returned for it)."""
+    return _digest({name: (check_dataset(path) / name).read_bytes() for name in FILES})
+
+
 def read_examples(path: Path, split: str) -> list[dict[str, Any]]:
     """The examples of one split ("train" or "eval") of a dataset folder."""
     file = check_dataset(path) / f"{split}.jsonl"
@@ -76,6 +82,10 @@ def read_examples(path: Path, split: str) -> list[dict[str, Any]]:
 def read_card(path: Path) -> dict[str, Any]:
     """The dataset card of a dataset folder."""
     return json.loads((check_dataset(path) / "dataset_card.json").read_text(encoding="utf-8"))
+
+
+def _digest(blobs: dict[str, bytes]) -> str:
+    return hashlib.sha256(b"".join(hashlib.sha256(blobs[name]).digest() for name in FILES)).hexdigest()
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:

@@ -1,0 +1,164 @@
+"""`raft serve`: vLLM and the RAG gateway together, wired from the config, kept running.
+
+Two background threads keep the stack current and alive:
+- the registry watcher: when `production` names a new version, the gateway loads it into the
+  running vLLM and switches to it after a probe (serving.engine.Engine.swap); with
+  vllm.merged (one merged model, no LoRA: the fast single-tenant path) there is no runtime
+  swap, and a new production version is served after a restart;
+- the vLLM supervisor: if vLLM exits, it is started again on the same port with the
+  versions it served (the gateway answers 503 meanwhile).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.config import RaftConfig
+from flows.wiring import make_embedder, models_dir, open_index, vllm_settings
+from retrieval.embedding import Embedder
+from retrieval.search import search
+from retrieval.store import ChunkStore
+from serving.citations import SourceDoc
+from serving.engine import BASE, Engine, SwapError
+from serving.gateway import GatewaySettings, Retriever, create_app
+from serving.vllm_process import VLLMServer, VLLMSettings
+from training.base_model import resolve_base_model
+from training.prompt import context_doc
+from training.registry import Version, get_version, read_aliases
+
+log = logging.getLogger("raft.serve")
+
+
+class ServeError(RuntimeError):
+    """The stack cannot start as configured; the message says what to change."""
+
+
+@dataclass
+class Stack:
+    """A running vLLM, the engine handle on it, the gateway app, and the threads that keep them."""
+
+    cfg: RaftConfig
+    vllm: VLLMServer
+    engine: Engine
+    app: object
+    retrieve: Retriever
+    store: ChunkStore
+    stop_event: threading.Event
+
+    def stop(self) -> None:
+        """Stop the background threads and vLLM, close the index."""
+        self.stop_event.set()
+        self.vllm.stop()
+        self.store.close()
+
+
+def start_stack(cfg: RaftConfig, vllm_log: Path | None = None) -> Stack:
+    """Start vLLM with the configured version, build the gateway app, start watcher and supervisor."""
+    s = cfg.serving
+    folder = models_dir(cfg)
+    version = _configured_version(cfg)
+    base = resolve_base_model(cfg.training.base_model, cfg.work_dir)
+    server = VLLMServer(_engine_settings(cfg, base.path, {version.name: version} if version else {}),
+                        vllm_log or cfg.work_dir / "logs" / "vllm-serve.log", startup_timeout_s=cfg.vllm.startup_timeout_s)
+    server.start()
+    engine = Engine(server.url, version.name if version else None, timeout_s=s.upstream_timeout_s)
+    store = open_index(cfg)
+    retrieve = make_retriever(store, make_embedder(cfg))
+    stack = Stack(cfg, server, engine, create_app(_gateway_settings(cfg), engine, retrieve), retrieve, store, threading.Event())
+    threading.Thread(target=_supervise, args=(stack, folder), name="vllm-supervisor", daemon=True).start()
+    if s.model == "production" and not cfg.vllm.merged:
+        threading.Thread(target=_watch_registry, args=(stack, folder), name="registry-watcher", daemon=True).start()
+    return stack
+
+
+def serve(cfg: RaftConfig) -> None:
+    """Run the stack until Ctrl-C or SIGTERM, then stop the gateway and vLLM cleanly."""
+    import uvicorn
+
+    stack = start_stack(cfg)
+    try:
+        log.info("gateway on http://%s:%d/v1 (vLLM %s, serving %s)", cfg.serving.host, cfg.serving.port, stack.engine.url, stack.engine.active or BASE)
+        uvicorn.run(stack.app, host=cfg.serving.host, port=cfg.serving.port, log_level="info")  # returns on SIGINT/SIGTERM
+    finally:
+        stack.stop()
+
+
+def _configured_version(cfg: RaftConfig) -> Version | None:
+    folder = models_dir(cfg)
+    if cfg.serving.model == BASE:
+        return None
+    if cfg.serving.model == "production":
+        name = read_aliases(folder)["production"]
+        if name is None:
+            log.warning("no production version yet (run `raft gate`): serving the base model with RAG")
+            return None
+        return get_version(folder, name)
+    return get_version(folder, cfg.serving.model)
+
+
+def _engine_settings(cfg: RaftConfig, base_path: str, versions: dict[str, Version]) -> VLLMSettings:
+    """Base model + adapters with runtime loading; or, with vllm.merged, the one version's merged model."""
+    if cfg.vllm.merged and versions:
+        [(name, version)] = versions.items()
+        if version.merged_dir is None:
+            raise ServeError(f"vllm.merged is true but {name} has no merged model: train it with --merge, or set vllm.merged false")
+        return vllm_settings(cfg, str(version.merged_dir), name, {}, cfg.serving.vllm_port, runtime_lora_updating=False)
+    return vllm_settings(cfg, base_path, BASE, versions, cfg.serving.vllm_port, runtime_lora_updating=True)
+
+
+def _gateway_settings(cfg: RaftConfig) -> GatewaySettings:
+    s = cfg.serving
+    return GatewaySettings(
+        api_keys={key: tuple(groups) for key, groups in s.api_keys.items()}, anonymous=s.anonymous, k=s.k, max_k=s.max_k,
+        max_message_chars=s.max_message_chars, max_document_chars=s.max_document_chars, default_max_tokens=s.default_max_tokens,
+        max_tokens=s.max_tokens, max_concurrency=s.max_concurrency, upstream_timeout_s=s.upstream_timeout_s,
+    )
+
+
+def make_retriever(store: ChunkStore, embedder: Embedder) -> Retriever:
+    """question, k, groups -> context, over one index client (embedded Qdrant allows one per process)."""
+    lock = threading.Lock()  # the embedded client and the encoder are not shared between threads
+
+    def retrieve(question: str, k: int, groups: tuple[str, ...]) -> list[SourceDoc]:
+        with lock:
+            hits = search(store, embedder, question, k, groups)
+        return [SourceDoc(context_doc(h), h.doc_id, h.chunk_id, tuple(h.access)) for h in hits]
+
+    return retrieve
+
+
+def _watch_registry(stack: Stack, folder: Path) -> None:
+    failed: str | None = None  # a version that failed to load is not retried until production moves again
+    while not stack.stop_event.wait(stack.cfg.serving.poll_s):
+        try:
+            name = read_aliases(folder)["production"]
+            if name is None or name in (stack.engine.active, failed):
+                continue
+            record = stack.engine.swap(name, get_version(folder, name).adapter_dir)
+            log.info("now serving %s (loaded and probed in %.1f s)", name, record.seconds)
+        except SwapError as e:
+            failed = name
+            log.error("kept serving %s: %s", stack.engine.active, e)
+        except Exception:  # the watcher must outlive a bad registry read
+            log.exception("registry watcher")
+
+
+def _supervise(stack: Stack, folder: Path) -> None:
+    while not stack.stop_event.wait(2):
+        process = stack.vllm.process
+        if process is None or process.poll() is None:
+            continue
+        log.error("vLLM exited with code %s; restarting it", process.returncode)
+        versions = {name: get_version(folder, name) for name in stack.engine.loaded}
+        base = resolve_base_model(stack.cfg.training.base_model, stack.cfg.work_dir)
+        stack.vllm.settings = _engine_settings(stack.cfg, base.path, versions)
+        try:
+            stack.vllm.start()
+            log.info("vLLM is back")
+        except Exception as e:
+            log.error("vLLM did not come back: %s; trying again", e)
+            time.sleep(5)

@@ -1,0 +1,231 @@
+"""Evaluation: metrics on hand-made cases, scoring of malformed outputs, the gate both ways, the
+report, and `raft eval` / `raft gate` end to end with the real small model served by vLLM on CPU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from flows.cli import main
+from tests.conftest import REPO
+from training.evaluation import EvalQuestion, Models, plan_jobs, retrieval_scores, summarize_rows
+from training.eval_report import write_report
+from training.gate import GateRules, decide, decisions, record
+from training.metrics import answer_contained, exact_match, quote_is_verbatim, score_output, summarize, token_f1
+from training.prompt import ContextDoc
+from training.registry import read_aliases, register
+
+DOC = ContextDoc("The PC-220 accepts an inlet pressure of at most 16 bar.\nIts  housing is IP65.", "PC-220 manual", "pc-220.md")
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "prediction, reference, em, f1",
+    [
+        ("16 bar", "16 bar", 1.0, 1.0),
+        ("The 16 Bar.", "16 bar", 1.0, 1.0),  # case, punctuation and articles do not count
+        ("16", "16 bar", 0.0, 2 / 3),  # precision 1, recall 1/2
+        ("at most 16 bar", "16 bar", 0.0, 2 * 0.5 * 1 / 1.5),  # precision 1/2, recall 1
+        ("12 bar", "16 bar", 0.0, 0.5),
+        ("", "16 bar", 0.0, 0.0),
+        ("a the", "", 1.0, 1.0),  # both normalise to nothing
+    ],
+)
+def test_exact_match_and_token_f1(prediction, reference, em, f1):
+    assert exact_match(prediction, reference) == em
+    assert token_f1(prediction, reference) == pytest.approx(f1)
+
+
+def test_answer_contained_needs_whole_words():
+    assert answer_contained("It is rated to at most 16 bar.", "16 bar") == 1.0
+    assert answer_contained("116 bar", "16 bar") == 0.0
+    assert answer_contained("anything", "") == 0.0
+
+
+def test_quotes_are_verbatim_up_to_whitespace_only():
+    assert quote_is_verbatim("Its housing is IP65.", [DOC])  # a double space in the document
+    assert quote_is_verbatim("inlet pressure of at\nmost 16 bar", [DOC])
+    assert not quote_is_verbatim("The PC-220 accepts an inlet pressure of at most 18 bar.", [DOC])
+    assert not quote_is_verbatim("its housing is ip65.", [DOC]), "case matters: a quote is verbatim or it is not"
+    assert not quote_is_verbatim("   ", [DOC])
+
+
+def test_scoring_a_well_formed_output():
+    output = "The manual says ##begin_quote##accepts an inlet pressure of at most 16 bar##end_quote##.\n<ANSWER>: 16 bar"
+    s = score_output(output, "16 bar", [DOC])
+    assert (s.prediction, s.parsed, s.em, s.f1, s.contained, s.quotes, s.quotes_verbatim) == ("16 bar", True, 1.0, 1.0, 1.0, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "output, prediction, parsed, quotes, verbatim",
+    [
+        ("It is 16 bar, I think.", "It is 16 bar, I think.", False, 0, 0),  # no answer line: the whole output counts
+        ("<ANSWER>:", "<ANSWER>:", False, 0, 0),  # an empty answer line is no answer
+        ("##begin_quote##at most 18 bar##end_quote##\n<ANSWER>: 18 bar", "18 bar", True, 1, 0),  # a made-up quote
+        ("##begin_quote##at most 16 bar\n<ANSWER>: 16 bar", "16 bar", True, 0, 0),  # unclosed quote: not counted
+        ("##begin_quote##16 bar##end_quote## ##begin_quote##IP67##end_quote##<ANSWER>:16 bar\nextra", "16 bar", True, 2, 1),
+    ],
+)
+def test_scoring_malformed_outputs(output, prediction, parsed, quotes, verbatim):
+    s = score_output(output, "16 bar", [DOC])
+    assert (s.prediction, s.parsed, s.quotes, s.quotes_verbatim) == (prediction, parsed, quotes, verbatim)
+
+
+def test_summary_counts_faithfulness_over_quotes_not_answers():
+    scores = [
+        score_output("##begin_quote##16 bar##end_quote## ##begin_quote##IP65##end_quote##\n<ANSWER>: 16 bar", "16 bar", [DOC]),
+        score_output("##begin_quote##IP99##end_quote##\n<ANSWER>: 12 bar", "16 bar", [DOC]),
+        score_output("no idea", "16 bar", [DOC]),
+    ]
+    m = summarize(scores)
+    assert m["n"] == 3 and m["em"] == pytest.approx(1 / 3, abs=1e-4)
+    assert m["quote_faithfulness"] == pytest.approx(2 / 3, abs=1e-4)  # 2 of 3 quotes
+    assert m["answer_parse_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert summarize([score_output("<ANSWER>: 16 bar", "16 bar", [DOC])])["quote_faithfulness"] is None
+
+
+# --- planning and summaries ----------------------------------------------------------------
+
+
+class FakeHit:
+    """Stand-in for a retrieved chunk (only what planning and recall read)."""
+
+    def __init__(self, doc_id: str):
+        self.doc_id, self.text, self.title, self.headings, self.source = doc_id, f"text of {doc_id}", doc_id, [], f"{doc_id}.md"
+
+
+def test_plan_covers_each_setting_and_k_and_skips_oracle_when_unknown():
+    known = EvalQuestion("q1", "Q1?", "a", ("d1",), (DOC,))
+    unknown = EvalQuestion("q2", "Q2?", "b", (), None)
+    hits = [[FakeHit(f"d{i}") for i in range(1, 6)]] * 2
+    jobs = plan_jobs([known, unknown], hits, ["closed_book", "rag", "raft_rag", "oracle"], Models(tuned="raft-x"), [1, 3])
+    by = {(j.question.id, j.setting, j.k): j for j in jobs}
+    assert len(jobs) == 2 * (1 + 2 + 2) + 1
+    assert by[("q1", "closed_book", None)].docs == () and by[("q1", "closed_book", None)].model == "base"
+    assert [d.title for d in by[("q1", "rag", 3)].docs] == ["d1", "d2", "d3"] and by[("q1", "rag", 3)].model == "base"
+    assert by[("q1", "raft_rag", 1)].model == "raft-x" and len(by[("q1", "raft_rag", 1)].docs) == 1
+    assert by[("q1", "oracle", 1)].docs == (DOC,) and ("q2", "oracle", 1) not in by
+
+
+def test_retrieval_scores_recall_by_k_and_mrr():
+    questions = [EvalQuestion("a", "?", "x", ("d2",), None), EvalQuestion("b", "?", "x", ("d9",), None), EvalQuestion("c", "?", "x", (), None)]
+    hits = [[FakeHit("d1"), FakeHit("d2")], [FakeHit("d1"), FakeHit("d2")], [FakeHit("d1")]]
+    assert retrieval_scores(questions, hits, [1, 2]) == {"n": 2, "recall_by_k": {"1": 0.0, "2": 0.5}, "mrr": 0.25}
+
+
+def row(setting, k, f1, quotes=1, verbatim=1):
+    return {"setting": setting, "k": k, "prediction": "p", "parsed": True, "em": float(f1 == 1), "f1": f1, "contained": 0.0,
+            "quotes": quotes, "quotes_verbatim": verbatim, "latency_s": 1.0, "completion_tokens": 10, "finish_reason": "stop"}
+
+
+def test_summaries_take_the_main_k_and_keep_the_sweep():
+    rows = [row("closed_book", None, 0.0, 0, 0), row("rag", 1, 0.2), row("rag", 5, 0.4), row("raft_rag", 1, 0.6), row("raft_rag", 5, 0.8, 2, 1)]
+    settings, sweep = summarize_rows(rows, k=5)
+    assert list(settings) == ["closed_book", "rag", "raft_rag"]
+    assert settings["rag"]["f1"] == 0.4 and settings["raft_rag"]["k"] == 5 and settings["raft_rag"]["quote_faithfulness"] == 0.5
+    assert settings["closed_book"]["quote_faithfulness"] is None
+    assert {s: list(by_k) for s, by_k in sweep.items()} == {"rag": ["1", "5"], "raft_rag": ["1", "5"]}
+
+
+def test_report_has_the_matrix_the_charts_and_the_outputs(tmp_path):
+    rows = [row("closed_book", None, 0.1, 0, 0), row("rag", 1, 0.2), row("rag", 3, 0.3), row("raft_rag", 1, 0.6), row("raft_rag", 3, 0.7)]
+    settings, sweep = summarize_rows(rows, k=3)
+    results = {"settings": settings, "k_sweep": sweep, "retrieval": {"n": 1, "recall_by_k": {"1": 1.0, "3": 1.0}, "mrr": 1.0, "k": 3},
+               "model": {"tuned": "raft-x", "base": "base"}, "dataset": {"n": 1, "path": "d", "kind": "qa"}, "sampling": {}, "seconds": 1}
+    report = write_report(tmp_path / "r", results, rows)
+    text = report.read_text()
+    assert "| raft_rag | 1 |" in text and "![settings.png](settings.png)" in text and "| rag | 0.200 | 0.300 |" in text
+    for name in ("settings.png", "k_sweep.png"):
+        assert (tmp_path / "r" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((tmp_path / "r" / "outputs.jsonl").read_text().splitlines()) == len(rows)
+
+
+# --- the gate ------------------------------------------------------------------------------
+
+RULES = GateRules(min_f1_gain=0.05, faithfulness_tolerance=0.02, min_faithfulness=0.9)
+
+
+def test_gate_promotes_a_better_candidate_and_records_why(tmp_path):
+    models = tmp_path / "models"
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    v = register(models, adapter, {})
+    d = decide(v.name, {"f1": 0.62, "quote_faithfulness": 0.97}, "base:rag", {"f1": 0.21, "quote_faithfulness": None}, RULES)
+    assert d.promoted, d.reasons
+    record(models, d)
+    assert read_aliases(models)["production"] == v.name
+    [kept] = decisions(models)
+    assert kept["promoted"] and kept["candidate_scores"]["f1"] == 0.62 and kept["baseline"] == "base:rag"
+
+
+@pytest.mark.parametrize(
+    "candidate, why",
+    [
+        ({"f1": 0.52, "quote_faithfulness": 0.97}, "F1 0.5200 < baseline 0.5000 + 0.05"),  # not enough better
+        ({"f1": 0.70, "quote_faithfulness": 0.93}, "dropped below baseline 0.9600"),  # better answers, more made-up quotes
+        ({"f1": 0.70, "quote_faithfulness": 0.85}, "< floor 0.9"),
+        ({"f1": 0.70, "quote_faithfulness": None}, "quoted nothing"),
+    ],
+)
+def test_gate_refuses_and_leaves_production_alone(tmp_path, candidate, why):
+    models = tmp_path / "models"
+    old, new = (register(models, _adapter(tmp_path / n), {}) for n in ("a", "b"))
+    record(models, decide(old.name, {"f1": 0.5, "quote_faithfulness": 0.96}, "base:rag", {"f1": 0.1}, RULES))
+    d = decide(new.name, candidate, f"production:{old.name}", {"f1": 0.5, "quote_faithfulness": 0.96}, RULES)
+    assert not d.promoted and any(why in r for r in d.reasons), d.reasons
+    record(models, d)
+    assert read_aliases(models)["production"] == old.name
+    assert [x["promoted"] for x in decisions(models)] == [True, False]
+
+
+def _adapter(folder):
+    folder.mkdir()
+    return folder
+
+
+# --- end to end: raft eval and raft gate with vLLM on CPU ------------------------------------
+
+
+def eval_args(work, sample_work, base_model):
+    """Run against the trained fixture's registry, the sample index, with short answers."""
+    return ["--config", str(REPO / "raft.yaml"), "--work-dir", str(work), "--set", f"qdrant.path={sample_work / 'qdrant'}",
+            "--set", f"training.base_model={base_model.path}", "--set", "evaluation.max_tokens=48", "--set", "vllm.max_model_len=2048"]
+
+
+@pytest.mark.slow
+def test_raft_eval_runs_the_matrix_through_vllm_and_writes_the_report(trained, sample_work, base_model, small_dataset, tmp_path, capsys):
+    work, printed = trained
+    out = tmp_path / "results.json"
+    argv = ["eval", *eval_args(work, sample_work, base_model), "--dataset", str(small_dataset), "--limit", "3",
+            "--k", "2", "--k-sweep", "1,2", "--json", str(out), "--report", str(tmp_path / "report")]
+    assert main(argv) == 0, capsys.readouterr().err
+    results = json.loads(out.read_text())
+    assert list(results["settings"]) == ["closed_book", "rag", "raft_rag", "oracle"]
+    for m in results["settings"].values():
+        assert m["n"] == 3 and 0 <= m["f1"] <= 1 and m["output_tokens"] > 0
+    assert results["settings"]["rag"]["k"] == 2 and list(results["k_sweep"]["raft_rag"]) == ["1", "2"]
+    assert results["model"]["tuned"] == printed["name"] and results["retrieval"]["n"] == 3
+    assert 0 <= results["retrieval"]["recall_at_k"] <= 1
+    rows = [json.loads(line) for line in (tmp_path / "report" / "outputs.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * (1 + 2 + 2 + 1)
+    assert {r["model"] for r in rows if r["setting"] in ("raft_rag", "oracle")} == {printed["name"]}
+    assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "report" / "k_sweep.png").is_file()
+
+
+@pytest.mark.slow
+def test_raft_gate_decides_records_and_moves_production_only_on_a_pass(trained, sample_work, base_model, small_dataset, tmp_path, capsys):
+    trained_work, printed = trained
+    work = tmp_path / "work"  # a copy: other tests expect the trained registry without production
+    shutil.copytree(trained_work / "models", work / "models", ignore=shutil.ignore_patterns("merged"))
+    argv = ["gate", *eval_args(work, sample_work, base_model), "--dataset", str(small_dataset), "--limit", "2", "--json"]
+    assert main(argv) == 0, capsys.readouterr().err
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["candidate"] == printed["name"] and decision["baseline"] == "base:rag"
+    assert decision["evaluation"]["n"] == 2 and decision["candidate_scores"]["n"] == 2
+    production = read_aliases(work / "models")["production"]
+    assert production == (printed["name"] if decision["promoted"] else None)
+    assert decisions(work / "models")[-1]["decided"] == decision["decided"]

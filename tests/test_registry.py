@@ -1,0 +1,58 @@
+"""The model registry: versions written atomically, listed, found by name or alias."""
+
+import json
+
+import pytest
+
+from training.registry import RegistryError, get_version, list_versions, read_aliases, register, set_alias
+
+
+def fake_adapter(folder):
+    """Stand-in files for a trained adapter (the registry only moves folders)."""
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter_model.safetensors").write_bytes(b"weights")
+    return folder
+
+
+def test_register_moves_the_outputs_into_a_new_uniquely_named_version(tmp_path):
+    models = tmp_path / "models"
+    a = register(models, fake_adapter(tmp_path / "run1" / "adapter"), {"metrics": {"eval_loss": 1.5}})
+    b = register(models, fake_adapter(tmp_path / "run2" / "adapter"), {"metrics": {"eval_loss": 1.2}},
+                 merged_dir=fake_adapter(tmp_path / "run2" / "merged"))
+    assert a.name != b.name
+    assert not (tmp_path / "run1" / "adapter").exists(), "moved, not copied"
+    assert (a.adapter_dir / "adapter_model.safetensors").read_bytes() == b"weights"
+    assert a.merged_dir is None and b.merged_dir is not None
+    assert [v.name for v in list_versions(models)] == [a.name, b.name]
+    assert json.loads((b.path / "metadata.json").read_text())["merged"] is True
+    assert b.summary() == {"name": b.name, "path": str(b.path), "created": b.metadata["created"], "metrics": {"eval_loss": 1.2}}
+
+
+def test_half_written_versions_are_not_listed(tmp_path):
+    models = tmp_path / "models"
+    v = register(models, fake_adapter(tmp_path / "adapter"), {})
+    (models / f".{v.name}.abc123").mkdir()  # a crash while assembling
+    (models / "raft-20260101-000000-000000").mkdir()  # no metadata.json
+    assert [x.name for x in list_versions(models)] == [v.name]
+
+
+def test_production_is_unset_until_set_and_resolves_as_a_name(tmp_path):
+    models = tmp_path / "models"
+    v = register(models, fake_adapter(tmp_path / "adapter"), {})
+    assert read_aliases(models) == {"production": None}
+    with pytest.raises(RegistryError, match="names no version yet"):
+        get_version(models, "production")
+    set_alias(models, "production", v.name)
+    assert get_version(models, "production").name == v.name
+    assert not list(models.glob(".aliases*")), "aliases.json is replaced by a rename"
+
+
+def test_unknown_versions_and_aliases_are_refused_with_the_known_ones(tmp_path):
+    models = tmp_path / "models"
+    v = register(models, fake_adapter(tmp_path / "adapter"), {})
+    with pytest.raises(RegistryError, match=v.name):
+        set_alias(models, "production", "raft-20990101-000000-ffffff")
+    with pytest.raises(RegistryError, match="unknown alias"):
+        set_alias(models, "staging", v.name)
+    assert read_aliases(models) == {"production": None}

