@@ -18,6 +18,7 @@ from flows.config import RaftConfig
 from flows.wiring import datasets_dir, make_embedder, models_dir, open_index, vllm_settings
 from retrieval.qa import read_qa_file
 from retrieval.search import search_many
+from retrieval.store import Hit
 from serving.generation import Sampling
 from serving.vllm_process import VLLMServer, free_port
 from training.base_model import BaseModel, resolve_base_model
@@ -60,14 +61,7 @@ def evaluate(
         raise EvaluationError("the dsf setting needs a model tuned without documents: pass --dsf VERSION")
     ks = sorted(set(k_sweep or e.k_sweep) | {e.k})
 
-    questions, source = _questions(cfg, qa_file, dataset)
-    if e.limit:
-        questions = questions[: e.limit]
-    store = open_index(cfg)
-    try:
-        hits = search_many(store, make_embedder(cfg), [q.question for q in questions], max(ks), cfg.dataset.audience)
-    finally:
-        store.close()
+    questions, hits, source = _questions_and_hits(cfg, qa_file, dataset, max(ks))
     versions = {v.name: v for v in (tuned, dsf_version) if v is not None}
     models = Models(tuned=tuned.name if tuned else None, dsf=dsf_version.name if dsf_version else None)
     jobs = plan_jobs(questions, hits, settings, models, ks)
@@ -103,14 +97,7 @@ def gate(cfg: RaftConfig, candidate: str | None = None, dataset: Path | None = N
     if production == version.name:
         raise EvaluationError(f"{version.name} is already production; train a new version to gate")
     e = cfg.evaluation
-    questions, source = _questions(cfg, None, dataset)
-    if e.limit:
-        questions = questions[: e.limit]
-    store = open_index(cfg)
-    try:
-        hits = search_many(store, make_embedder(cfg), [q.question for q in questions], e.k, cfg.dataset.audience)
-    finally:
-        store.close()
+    questions, hits, source = _questions_and_hits(cfg, None, dataset, e.k)
     versions = {version.name: version}
     jobs = plan_jobs(questions, hits, ["raft_rag"], Models(tuned=version.name), [e.k])
     if production is None:
@@ -136,23 +123,25 @@ def gate(cfg: RaftConfig, candidate: str | None = None, dataset: Path | None = N
     return decision
 
 
-def _questions(cfg: RaftConfig, qa_file: Path | None, dataset: Path | None) -> tuple[list[EvalQuestion], dict[str, Any]]:
-    """Held-out questions: a QA file when given, else the eval split of a dataset (default: the latest)."""
-    if qa_file is not None:
-        items = read_qa_file(qa_file)
-        store = open_index(cfg)
-        try:
-            questions = questions_from_qa(items, store, make_embedder(cfg), cfg.dataset.audience, cfg.evaluation.k)
-        finally:
-            store.close()
-        return questions, {"kind": "qa", "path": str(qa_file)}
-    folder = check_dataset(dataset) if dataset else latest_dataset(datasets_dir(cfg))
-    store = open_index(cfg)
+def _questions_and_hits(
+    cfg: RaftConfig, qa_file: Path | None, dataset: Path | None, depth: int
+) -> tuple[list[EvalQuestion], list[list[Hit]], dict[str, Any]]:
+    """Held-out questions (a QA file when given, else the eval split of a dataset, default the
+    latest; the first evaluation.limit), their top-`depth` chunks, and where they came from."""
+    store, embedder = open_index(cfg), make_embedder(cfg)
     try:
-        questions = questions_from_dataset(folder, store)
+        if qa_file is not None:
+            questions = questions_from_qa(read_qa_file(qa_file), store, embedder, cfg.dataset.audience, cfg.evaluation.k)
+            source: dict[str, Any] = {"kind": "qa", "path": str(qa_file)}
+        else:
+            folder = check_dataset(dataset) if dataset else latest_dataset(datasets_dir(cfg))
+            questions = questions_from_dataset(folder, store)
+            source = {"kind": "dataset eval split", "path": str(folder), "sha256": dataset_hash(folder)}
+        questions = questions[: cfg.evaluation.limit] if cfg.evaluation.limit else questions
+        hits = search_many(store, embedder, [q.question for q in questions], depth, cfg.dataset.audience)
     finally:
         store.close()
-    return questions, {"kind": "dataset eval split", "path": str(folder), "sha256": dataset_hash(folder)}
+    return questions, hits, source
 
 
 def _pick_version(cfg: RaftConfig, model: str | None) -> Version | None:

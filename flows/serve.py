@@ -47,6 +47,7 @@ class Stack:
     app: object
     retrieve: Retriever
     store: ChunkStore
+    base_path: str  # the base model's checkpoint (resolved and verified once, at start)
     stop_event: threading.Event
 
     def stop(self) -> None:
@@ -68,7 +69,7 @@ def start_stack(cfg: RaftConfig, vllm_log: Path | None = None) -> Stack:
     engine = Engine(server.url, version.name if version else None, timeout_s=s.upstream_timeout_s)
     store = open_index(cfg)
     retrieve = make_retriever(store, make_embedder(cfg))
-    stack = Stack(cfg, server, engine, create_app(_gateway_settings(cfg), engine, retrieve), retrieve, store, threading.Event())
+    stack = Stack(cfg, server, engine, create_app(_gateway_settings(cfg), engine, retrieve), retrieve, store, base.path, threading.Event())
     threading.Thread(target=_supervise, args=(stack, folder), name="vllm-supervisor", daemon=True).start()
     if s.model == "production" and not cfg.vllm.merged:
         threading.Thread(target=_watch_registry, args=(stack, folder), name="registry-watcher", daemon=True).start()
@@ -154,8 +155,7 @@ def _supervise(stack: Stack, folder: Path) -> None:
             continue
         log.error("vLLM exited with code %s; restarting it", process.returncode)
         versions = {name: get_version(folder, name) for name in stack.engine.loaded}
-        base = resolve_base_model(stack.cfg.training.base_model, stack.cfg.work_dir)
-        stack.vllm.settings = _engine_settings(stack.cfg, base.path, versions)
+        stack.vllm.settings = _engine_settings(stack.cfg, stack.base_path, versions)
         try:
             stack.vllm.start()
             log.info("vLLM is back")

@@ -29,7 +29,8 @@ from retrieval.qa import QAItem
 from retrieval.search import search_many
 from retrieval.store import ChunkStore, Hit
 from serving.generation import Completion, Sampling, complete
-from training.dataset import Question, find_oracle, resolve_sources
+from training.dataset import find_oracle, resolve_sources
+from training.dataset import questions_from_qa as qa_questions
 from training.dataset_folder import read_examples
 from training.metrics import AnswerScore, score_output, summarize
 from training.prompt import ContextDoc, build_messages, context_doc, parse_user_message
@@ -96,7 +97,7 @@ def questions_from_qa(
 ) -> list[EvalQuestion]:
     """Questions of a QA file; where `source` names a document, its chunk that holds the answer
     is the oracle, shown with the top-ranked chunks of other documents as distractors."""
-    questions = [Question(i.id, i.question, i.answer, i.source, "qa", i.line) for i in items]
+    questions = qa_questions(items)
     sources = resolve_sources(questions, store.index_state(store.current() or ""))
     allowed = store.chunks(groups)
     by_doc: dict[str, list[Hit]] = {}

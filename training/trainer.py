@@ -16,7 +16,6 @@ the interrupted one stopped and ends with the same weights.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import shutil
@@ -314,9 +313,3 @@ def settings_dict(s: TrainSettings) -> dict[str, Any]:
     """The settings as plain JSON values (for metadata)."""
     return {**asdict(s), "lora_targets": list(s.lora_targets)}
 
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON through a temp file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.rename(path)
