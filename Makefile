@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	touch $(STAMP)
 
-# Main job on the embedded defaults: index the bundled sample corpus, then answer a question from it.
+# Main job on the embedded defaults: the whole pipeline on the bundled sample domain (index,
+# RAFT dataset, LoRA training, gate, deploy), then serve it with the corpus watched (Ctrl-C stops).
+# RUN_ARGS=--no-serve ends with the gate's table and an example answer instead.
 run: $(STAMP)
-	$(BIN)/raft index
-	$(BIN)/raft search "What is the maximum inlet pressure of the PC-220 pump controller?" -k 3
+	$(BIN)/raft run $(RUN_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

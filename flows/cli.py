@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
-from flows.config import ConfigError, RaftConfig, load_config
-from flows.wiring import (
-    dataset_settings, datasets_dir, index_settings, make_embedder, make_teacher, models_dir, open_index, runs_dir, train_settings,
-)
+from flows.config import DEFAULT_FILE, ConfigError, RaftConfig, load_config
+from flows.steps import NoQuestionSource
+from flows.wiring import datasets_dir, make_embedder, models_dir, open_index
 from retrieval.corpus import CorpusError
 from retrieval.embedding import EmbeddingError
 from retrieval.qa import QAFileError, read_jsonl
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(cfg, args)
     except (
         BaseModelError, ConfigError, CorpusError, DatasetError, DatasetFolderError, EmbeddingError, EvaluationError,
-        QAFileError, RegistryError, StoreError, TrainingError, UsageError,
+        NoQuestionSource, QAFileError, RegistryError, StoreError, TrainingError, UsageError,
     ) as e:
         _fail(args, str(e))
         return EXIT_BAD_INPUT
@@ -136,7 +137,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="the gateway's port (config: serving.port)")
     serve.add_argument("--host", help="the gateway's address (config: serving.host)")
     serve.add_argument("--model", help="production (default; follows promotions), a version name, or base (config: serving.model)")
+    serve.add_argument("--no-watch", action="store_true", help="do not re-index when corpus files change (config: flows.watch)")
     serve.set_defaults(run=_serve)
+
+    run = sub.add_parser("run", parents=[common], help="the whole pipeline as a Prefect flow (index, dataset, train, gate, deploy), then serve")
+    run.add_argument("--no-serve", action="store_true", help="end by printing the gate's table and an example answer with its sources")
+    run.add_argument("--question", help="the example question for --no-serve (default: the first eval question of the dataset)")
+    run.add_argument("--port", type=int, help="the gateway's port (config: serving.port)")
+    run.add_argument("--no-watch", action="store_true", help="while serving, do not re-index when corpus files change (config: flows.watch)")
+    run.set_defaults(run=_run)
+
+    watch = sub.add_parser("watch", parents=[common], help="re-index when the corpus changes; retrain when enough has changed (no serving)")
+    watch.set_defaults(run=_watch)
+
+    deploy_flows = sub.add_parser("deploy-flows", parents=[common], help="serve the flows as Prefect deployments with cron schedules (needs a Prefect server)")
+    deploy_flows.set_defaults(run=_deploy_flows)
+
+    status = sub.add_parser("status", parents=[common], help="served version, last index sync, change since the last training, next scheduled runs")
+    status.set_defaults(run=_status)
     return parser
 
 
@@ -155,6 +173,19 @@ def _common(json_file: bool = False) -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> RaftConfig:
+    """The config, and (on `args.flow_inputs`) the file and overrides the flows load it from."""
+    file, overrides = _config_inputs(args)
+    cfg = load_config(file, overrides)
+    file = file or os.environ.get("RAFT_CONFIG") or (DEFAULT_FILE if Path(DEFAULT_FILE).is_file() else None)
+    # Flows may run in other processes (deployments): paths must not depend on their directory.
+    absolute = {"work_dir": str(cfg.work_dir.resolve())}
+    if "corpus.path" in overrides:
+        absolute["corpus.path"] = str(cfg.corpus.path.resolve())
+    args.flow_inputs = (str(Path(file).resolve()) if file else None, {**overrides, **absolute})
+    return cfg
+
+
+def _config_inputs(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any]]:
     overrides: dict[str, Any] = {}
     for item in args.overrides:
         key, sep, value = item.partition("=")
@@ -171,13 +202,16 @@ def _config(args: argparse.Namespace) -> RaftConfig:
         "train": {"base": "training.base_model", "max_steps": "training.max_steps", "merge": "training.merge"},
         "eval": {"k": "evaluation.k", "k_sweep": "evaluation.k_sweep", "settings": "evaluation.settings", "limit": "evaluation.limit"},
         "gate": {"limit": "evaluation.limit"},
-        "serve": {"port": "serving.port", "host": "serving.host", "model": "serving.model"}}
+        "serve": {"port": "serving.port", "host": "serving.host", "model": "serving.model"},
+        "run": {"port": "serving.port"}}
     for flag, key in flags.get(args.command, {}).items():
         if getattr(args, flag, None) is not None:
             overrides[key] = str(getattr(args, flag))
     if getattr(args, "no_qa", False):
         overrides["dataset.qa_file"] = None
-    return load_config(args.config, overrides)
+    if getattr(args, "no_watch", False):
+        overrides["flows.watch"] = False
+    return args.config, overrides
 
 
 def _progress() -> bool:
@@ -194,28 +228,16 @@ def _fail(args: argparse.Namespace, message: str, extra: dict[str, Any] | None =
 
 
 def _index(cfg: RaftConfig, args: argparse.Namespace) -> int:
-    from retrieval.sync import SyncStopped, sync_corpus
+    from flows.steps import sync_index
+    from retrieval.sync import SyncStopped
 
-    store = open_index(cfg)
     try:
-        report = sync_corpus(
-            store,
-            make_embedder(cfg),
-            cfg.corpus.path,
-            index_settings(cfg),
-            max_deleted_share=cfg.checks.max_deleted_share,
-            max_skipped_share=cfg.checks.max_skipped_share,
-            force=args.force,
-            rebuild=args.rebuild,
-            progress=_progress(),
-        )
+        report = sync_index(cfg, force=args.force, rebuild=args.rebuild, progress=_progress())
     except SyncStopped as e:
         _fail(args, str(e), e.report.to_dict())
         for item in e.report.skipped:
             print(f"  skipped {item.source}: {item.reason}", file=sys.stderr)
         return EXIT_STOPPED
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(report.to_dict()))
         return 0
@@ -268,26 +290,10 @@ def _print_hits(hits: list[Hit]) -> None:
 
 
 def _dataset(cfg: RaftConfig, args: argparse.Namespace) -> int:
-    from retrieval.qa import read_qa_file
-    from training.dataset import build_dataset, questions_from_qa, teacher_questions
-    from training.dataset_folder import write_dataset
-    from retrieval.documents import sha256
+    from flows.steps import make_dataset
 
-    teacher = make_teacher(cfg)
-    qa_file = cfg.dataset.qa_file
-    if qa_file is None and teacher is None:
-        raise UsageError("no question source: set dataset.qa_file (--qa FILE) or a teacher (--teacher-url, --teacher-model)")
-    questions = questions_from_qa(read_qa_file(qa_file)) if qa_file else []
-    settings = dataset_settings(cfg)
-    store = open_index(cfg)
-    try:
-        if teacher is not None and cfg.teacher.questions_per_chunk > 0:
-            questions += teacher_questions(store, teacher, settings.audience, cfg.dataset.max_teacher_chunks, settings.seed, _progress())
-        sources = {"qa_file": None if qa_file is None else {"path": str(qa_file), "sha256": sha256(qa_file.read_bytes())}}
-        dataset = build_dataset(store, make_embedder(cfg), questions, settings, teacher, sources, progress=_progress())
-    finally:
-        store.close()
-    path, digest = write_dataset(dataset, datasets_dir(cfg), args.out)
+    built = make_dataset(cfg, args.out, progress=_progress())
+    path, digest, dataset, teacher = built.path, built.digest, built.dataset, built.teacher
     card = dataset.card
     summary = {
         "path": str(path), "hash": digest, "train": len(dataset.train), "eval": len(dataset.eval),
@@ -315,16 +321,11 @@ def _dataset(cfg: RaftConfig, args: argparse.Namespace) -> int:
 
 
 def _train(cfg: RaftConfig, args: argparse.Namespace) -> int:
-    from training.base_model import resolve_base_model
+    from flows.steps import train_version
     from training.dataset_folder import check_dataset, latest_dataset
-    from training.run import run_training
 
     dataset = check_dataset(args.dataset) if args.dataset else latest_dataset(datasets_dir(cfg))
-    base = resolve_base_model(cfg.training.base_model, cfg.work_dir)
-    version = run_training(
-        base, dataset, models_dir(cfg), runs_dir(cfg), train_settings(cfg),
-        merge=cfg.training.merge, resume=args.resume, progress=_progress(),
-    )
+    version = train_version(cfg, dataset, resume=args.resume, progress=_progress())
     if version is None:  # not the main process of a multi-process launch
         return 0
     m = version.metadata["metrics"]
@@ -368,8 +369,6 @@ def _models(cfg: RaftConfig, args: argparse.Namespace) -> int:
 
 
 def _eval(cfg: RaftConfig, args: argparse.Namespace) -> int:
-    import time
-
     from flows.evaluate import evaluate
     from training.eval_report import COLUMNS, write_report
 
@@ -414,10 +413,151 @@ def _serve(cfg: RaftConfig, args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
-        serve(cfg)
+        serve(cfg, args.flow_inputs)
     except ServeError as e:
         _fail(args, str(e))
         return EXIT_BAD_INPUT
+    return 0
+
+
+# --- raft run / watch / deploy-flows / status (Prefect) ------------------------------------
+
+
+def _run(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    import logging
+
+    from flows.pipeline import gate_table, raft_pipeline
+    from flows.serve import ServeError, example_answer, serve
+
+    began = time.perf_counter()
+    result = raft_pipeline(*args.flow_inputs)
+    summary = _pipeline_summary(result)
+    summary["seconds"] = round(time.perf_counter() - began, 1)
+    gate = result["gate"]
+    if args.no_serve:
+        question = args.question or _example_question(result["dataset"]["path"])
+        try:
+            summary["example"] = _example(example_answer(cfg, question), question)
+        except ServeError as e:
+            _fail(args, str(e))
+            return EXIT_FAILED
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_pipeline(summary, gate_table(gate) if "candidate_scores" in gate else [])
+    if args.no_serve:
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        serve(cfg, args.flow_inputs)
+    except ServeError as e:
+        _fail(args, str(e))
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _pipeline_summary(result: dict[str, Any]) -> dict[str, Any]:
+    sync = result["index"]["sync"]
+    training, gate = result["training"], result["gate"]
+    return {
+        "index": {k: sync[k] for k in ("added", "updated", "deleted", "unchanged", "chunks_written", "chunks_deleted")},
+        "dataset": result["dataset"],
+        "version": training["version"], "trained": training["trained"],
+        "promoted": gate["promoted"], "gate_reasons": gate["reasons"], "baseline": gate.get("baseline"),
+        "deploy": result["deploy"],
+    }
+
+
+def _example_question(dataset: str) -> str:
+    first = next(iter(read_jsonl(Path(dataset) / "eval.jsonl", required=("question",))), None)
+    if first is None:
+        raise UsageError(f"{dataset}/eval.jsonl has no questions: pass --question")
+    return first[1]["question"]
+
+
+def _example(body: dict[str, Any], question: str) -> dict[str, Any]:
+    return {
+        "question": question, "answer": body["raft"]["answer"] or body["choices"][0]["message"]["content"],
+        "model": body["raft"]["served_model"], "citations": body["citations"],
+        "sources": [c["source"] for c in body["raft"]["context"]],
+    }
+
+
+def _print_pipeline(summary: dict[str, Any], table: list[dict[str, Any]]) -> None:
+    i = summary["index"]
+    print(f"index: {i['added']} added, {i['updated']} updated, {i['deleted']} deleted, {i['unchanged']} unchanged")
+    d = summary["dataset"]
+    print(f"dataset: {d['path']}" + (" (unchanged: reused)" if d["cached"] else ""))
+    print(f"model: {summary['version']}" + (" (trained)" if summary["trained"] else " (dataset and settings unchanged: training skipped)"))
+    verdict = "promoted to production" if summary["promoted"] else "not promoted"
+    print(f"gate: {verdict}" + (f" (baseline {summary['baseline']})" if summary["baseline"] else ""))
+    if table:
+        cols = [c for c in table[0] if c not in ("role", "model")]
+        print(f"  {'':<10}{'model':<34}" + "".join(f"{c:>20}" for c in cols))
+        for row in table:
+            print(f"  {row['role']:<10}{row['model']:<34}" + "".join(f"{_fmt(row[c]):>20}" for c in cols))
+    for reason in summary["gate_reasons"]:
+        print(f"  {reason}")
+    if summary["deploy"]:
+        dep = summary["deploy"]
+        print(f"deploy: {'serving ' + dep['version'] if dep['deployed'] else dep['why']}")
+    example = summary.get("example")
+    if example:
+        print(f"\nQ: {example['question']}\nA: {example['answer']}   [{example['model']}]")
+        for c in example["citations"]:
+            mark = "verbatim" if c["verbatim"] else "NOT found in the context"
+            print(f"  cited ({mark}): {c['source'] or '-'}: \"{c['quote'][:160]}\"")
+        print("  retrieved: " + ", ".join(example["sources"]))
+    print(f"pipeline: {summary['seconds']:.0f} s")
+
+
+def _watch(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    import logging
+
+    from flows.watch import CorpusWatcher
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    watcher = CorpusWatcher(cfg, *args.flow_inputs)
+    watcher.reindex("start")
+    watcher.run()  # until Ctrl-C
+    return 0
+
+
+def _deploy_flows(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    from flows.deployments import NoPrefectServer, serve_deployments
+
+    try:
+        serve_deployments(cfg, *args.flow_inputs)
+    except NoPrefectServer as e:
+        _fail(args, str(e))
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _status(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    from flows.status import pipeline_status
+
+    st = pipeline_status(cfg)
+    if args.json:
+        print(json.dumps(st))
+        return 0
+    sv = st["serving"]
+    served = f"gateway {sv['url']} serves {sv['served'] or 'the base model'} ({sv['gateway']})" if sv["gateway"] else f"no gateway at {sv['url']}"
+    print(f"serving:    {served}; production alias: {sv['production'] or '(unset)'}")
+    last = st["last_sync"]
+    if last:
+        print(f"last sync:  {last['at']}: {last['documents']} documents, {last['chunks']} chunks "
+              f"({last['added']} added, {last['updated']} updated, {last['deleted']} deleted)")
+    else:
+        print("last sync:  never (run `raft index` or `raft run`)")
+    trained, pending = st["trained_on"], st["since_training"]
+    if pending:
+        since = f"since {trained['version']} (trained {trained['at']})" if trained else "with no training yet"
+        print(f"change {since}: {pending['documents']} documents ({pending['added']} added, {pending['changed']} changed, "
+              f"{pending['deleted']} deleted), {pending['share']:.1%} of chunks")
+    print(f"retrain:    {'due' if st['retrain']['due'] else 'not due'}: {st['retrain']['why']}")
+    for run in st["next_runs"]:
+        print(f"next run:   {run['deployment']} at {run['next']} ({run['cron']}; {run['source']})")
     return 0
 
 

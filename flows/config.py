@@ -61,7 +61,11 @@ class EmbeddingConfig(_Section):
 
 class QdrantConfig(_Section):
     url: str | None = None  # a server; when unset, Qdrant runs embedded at `path`
-    api_key: str | None = None
+    api_key: str | None = None  # better RAFT_QDRANT_API_KEY
+    shards: int = Field(1, ge=1, description="server only: shards of a new collection (spread over the cluster's nodes)")
+    replication_factor: int = Field(1, ge=1, description="server only: copies of each shard")
+    write_consistency_factor: int = Field(1, ge=1, description="server only: replicas that confirm a write")
+    on_disk: bool = Field(False, description="server only: keep vectors on disk (memory-mapped) instead of in RAM")
     path: Path | None = None  # default: <work_dir>/qdrant
     collection: str = Field("raft_chunks", pattern=r"^[A-Za-z0-9_-]+$")
     timeout_s: float = 30.0
@@ -130,10 +134,12 @@ class TrainingConfig(_Section):
     device: Literal["cpu", "cuda"] | None = None  # null: CUDA when present
     bf16: bool | None = None  # null: when the GPU, or the CPU natively (AVX512-BF16, AMX), supports it
     gradient_checkpointing: bool | None = None  # null: on CUDA
-    merge: bool = False  # also save the adapter merged into the base model (the fast single-tenant path)
+    merge: bool = True  # also save the adapter merged into the base model (fast evaluation; the single-tenant serving path)
 
 
 class VLLMConfig(_Section):
+    url: str | None = None  # an OpenAI-compatible vLLM run elsewhere (ends in /v1); null: raft serve starts one
+    adapter_root: str | None = None  # where that vLLM sees <work_dir>/models (a shared volume); null: the same path
     merged: bool = Field(False, description="serve versions as merged models (needs raft train --merge), not as adapters")
     max_model_len: int = Field(4096, ge=256, description="prompt plus answer, in tokens")
     max_num_seqs: int = Field(16, ge=1)
@@ -147,7 +153,7 @@ class VLLMConfig(_Section):
 
 
 class GateConfig(_Section):
-    min_f1_gain: float = Field(0.02, ge=0, le=1, description="F1 (0..1) the candidate must gain over the baseline")
+    min_f1_gain: float = Field(0.02, ge=-1, le=1, description="F1 (0..1) the candidate must gain over the baseline (negative: may lose)")
     faithfulness_tolerance: float = Field(0.02, ge=0, le=1)
     min_faithfulness: float = Field(0.75, ge=0, le=1, description="a floor: the first baseline, the base model, quotes nothing")
 
@@ -159,6 +165,7 @@ class EvaluationConfig(_Section):
     max_tokens: int = Field(256, ge=8)
     concurrency: int = Field(8, ge=1)
     limit: int | None = Field(None, ge=1, description="evaluate the first N questions only")
+    merged: bool = Field(True, description="ask versions that have a merged model through it (11x faster on vLLM-CPU than LoRA)")
     gate: GateConfig = GateConfig()
 
 
@@ -180,6 +187,38 @@ class ServingConfig(_Section):
     poll_s: float = Field(5, gt=0, description="how often the registry is checked for a new production version")
 
 
+class RetrainConfig(_Section):
+    min_changed_share: float = Field(0.2, gt=0, le=1, description="retrain when this share of the trained-on chunks changed")
+    min_changed_documents: int = Field(10, ge=1, description="or when this many documents were added, changed or deleted")
+    settle_s: float = Field(60, ge=0, description="and the corpus has been quiet this long (a burst of edits: one retrain)")
+    cooldown_s: float = Field(3600, ge=0, description="and the last retrain started at least this long ago")
+
+
+class FlowsConfig(_Section):
+    watch: bool = True  # raft serve / raft run / raft watch: re-index as soon as corpus files change
+    check_every_s: float = Field(300, gt=0, description="also look for changes this often (folders without file events)")
+    debounce_s: float = Field(1.0, ge=0, description="file events closer than this are one change")
+    index_schedule: str = "*/15 * * * *"  # cron, for raft deploy-flows
+    retrain_schedule: str = "0 3 * * 0"  # cron: the full pipeline, weekly
+    timezone: str = "UTC"
+    deploy_timeout_s: float = Field(300, gt=0, description="how long deploy waits for the gateway to serve a promoted version")
+    retrain_by: Literal["watcher", "deployment"] = "watcher"  # who starts a due retrain: the watcher, or the raft-pipeline deployment's trigger
+    retrain: RetrainConfig = RetrainConfig()
+
+    @model_validator(mode="after")
+    def _valid_cron(self) -> FlowsConfig:
+        from datetime import datetime
+
+        from cronsim import CronSim, CronSimError
+
+        for key in ("index_schedule", "retrain_schedule"):
+            try:
+                CronSim(getattr(self, key), datetime.now())
+            except CronSimError as e:
+                raise ValueError(f"flows.{key} is not a cron expression ({e}), e.g. '*/15 * * * *'") from None
+        return self
+
+
 class RaftConfig(_Section):
     work_dir: Path = Path(".raft")
     corpus: CorpusConfig = CorpusConfig()
@@ -194,6 +233,7 @@ class RaftConfig(_Section):
     vllm: VLLMConfig = VLLMConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     serving: ServingConfig = ServingConfig()
+    flows: FlowsConfig = FlowsConfig()
 
     @property
     def qdrant_path(self) -> Path:

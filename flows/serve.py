@@ -7,6 +7,10 @@ Two background threads keep the stack current and alive:
   swap, and a new production version is served after a restart;
 - the vLLM supervisor: if vLLM exits, it is started again on the same port with the
   versions it served (the gateway answers 503 meanwhile).
+
+With vllm.url the gateway uses a vLLM run by someone else (compose, Kubernetes): it starts
+none and supervises none; it loads the production adapter into that server at start and on
+every promotion, by its path under vllm.adapter_root (where that server mounts the models).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flows.config import RaftConfig
 from flows.wiring import make_embedder, models_dir, open_index, vllm_settings
@@ -42,7 +47,7 @@ class Stack:
     """A running vLLM, the engine handle on it, the gateway app, and the threads that keep them."""
 
     cfg: RaftConfig
-    vllm: VLLMServer
+    vllm: VLLMServer | None  # None: an external vLLM (vllm.url)
     engine: Engine
     app: object
     retrieve: Retriever
@@ -53,7 +58,8 @@ class Stack:
     def stop(self) -> None:
         """Stop the background threads and vLLM, close the index."""
         self.stop_event.set()
-        self.vllm.stop()
+        if self.vllm is not None:
+            self.vllm.stop()
         self.store.close()
 
 
@@ -62,28 +68,66 @@ def start_stack(cfg: RaftConfig, vllm_log: Path | None = None) -> Stack:
     s = cfg.serving
     folder = models_dir(cfg)
     version = _configured_version(cfg)
-    base = resolve_base_model(cfg.training.base_model, cfg.work_dir)
-    server = VLLMServer(_engine_settings(cfg, base.path, {version.name: version} if version else {}),
-                        vllm_log or cfg.work_dir / "logs" / "vllm-serve.log", startup_timeout_s=cfg.vllm.startup_timeout_s)
-    server.start()
-    engine = Engine(server.url, version.name if version else None, timeout_s=s.upstream_timeout_s)
+    if cfg.vllm.url:
+        server, base_path = None, ""
+        engine = Engine(cfg.vllm.url, None, timeout_s=s.upstream_timeout_s)
+        if not engine.healthy():
+            raise ServeError(f"no vLLM answers at vllm.url {cfg.vllm.url}: start it, or unset vllm.url to let `raft serve` start one")
+        if version is not None:
+            _swap_external(cfg, engine, version)
+    else:
+        base_path = resolve_base_model(cfg.training.base_model, cfg.work_dir).path
+        server = VLLMServer(_engine_settings(cfg, base_path, {version.name: version} if version else {}),
+                            vllm_log or cfg.work_dir / "logs" / "vllm-serve.log", startup_timeout_s=cfg.vllm.startup_timeout_s)
+        server.start()
+        engine = Engine(server.url, version.name if version else None, timeout_s=s.upstream_timeout_s)
     store = open_index(cfg)
     retrieve = make_retriever(store, make_embedder(cfg))
-    stack = Stack(cfg, server, engine, create_app(_gateway_settings(cfg), engine, retrieve), retrieve, store, base.path, threading.Event())
-    threading.Thread(target=_supervise, args=(stack, folder), name="vllm-supervisor", daemon=True).start()
+    stack = Stack(cfg, server, engine, create_app(_gateway_settings(cfg), engine, retrieve), retrieve, store, base_path, threading.Event())
+    if server is not None:
+        threading.Thread(target=_supervise, args=(stack, folder), name="vllm-supervisor", daemon=True).start()
     if s.model == "production" and not cfg.vllm.merged:
         threading.Thread(target=_watch_registry, args=(stack, folder), name="registry-watcher", daemon=True).start()
     return stack
 
 
-def serve(cfg: RaftConfig) -> None:
-    """Run the stack until Ctrl-C or SIGTERM, then stop the gateway and vLLM cleanly."""
+def serve(cfg: RaftConfig, flow_inputs: tuple[str | None, dict[str, Any]] | None = None) -> None:
+    """Run the stack until Ctrl-C or SIGTERM, then stop the gateway and vLLM cleanly.
+
+    With flows.watch and `flow_inputs` (the config file and overrides the flows load), the
+    corpus watcher runs beside it: changed documents are re-indexed at once and served by the
+    next request; enough change retrains, and a promoted version is swapped in.
+    """
     import uvicorn
 
     stack = start_stack(cfg)
+    watcher = None
     try:
+        if cfg.flows.watch and flow_inputs is not None:
+            from flows.watch import CorpusWatcher
+
+            watcher = CorpusWatcher(cfg, *flow_inputs).start()
         log.info("gateway on http://%s:%d/v1 (vLLM %s, serving %s)", cfg.serving.host, cfg.serving.port, stack.engine.url, stack.engine.active or BASE)
         uvicorn.run(stack.app, host=cfg.serving.host, port=cfg.serving.port, log_level="info")  # returns on SIGINT/SIGTERM
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        stack.stop()
+
+
+def example_answer(cfg: RaftConfig, question: str) -> dict[str, Any]:
+    """Start the stack, ask `question` through the gateway (as a public caller), stop it; the
+    gateway's response: answer, citations, the retrieved context."""
+    from fastapi.testclient import TestClient
+
+    stack = start_stack(cfg.model_copy(update={"serving": cfg.serving.model_copy(update={"anonymous": True})}))
+    try:
+        with TestClient(stack.app) as client:
+            response = client.post("/v1/chat/completions", json={"model": "raft", "messages": [{"role": "user", "content": question}]})
+        body = response.json()
+        if response.status_code != 200:
+            raise ServeError(f"the gateway answered {response.status_code}: {body.get('error', {}).get('message')}")
+        return body
     finally:
         stack.stop()
 
@@ -99,6 +143,21 @@ def _configured_version(cfg: RaftConfig) -> Version | None:
             return None
         return get_version(folder, name)
     return get_version(folder, cfg.serving.model)
+
+
+def adapter_path(cfg: RaftConfig, version: Version) -> Path:
+    """The version's adapter folder as vLLM sees it: under vllm.adapter_root when vLLM mounts the
+    models elsewhere (another container), else where the registry keeps it."""
+    root = cfg.vllm.adapter_root
+    return Path(root) / version.name / "adapter" if root else version.adapter_dir
+
+
+def _swap_external(cfg: RaftConfig, engine: Engine, version: Version) -> None:
+    try:
+        engine.swap(version.name, adapter_path(cfg, version))
+    except SwapError as e:
+        raise ServeError(f"the vLLM at {cfg.vllm.url} could not serve {version.name}: {e}; it needs "
+                         "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, --enable-lora, and the models folder at vllm.adapter_root") from None
 
 
 def _engine_settings(cfg: RaftConfig, base_path: str, versions: dict[str, Version]) -> VLLMSettings:
@@ -139,7 +198,7 @@ def _watch_registry(stack: Stack, folder: Path) -> None:
             name = read_aliases(folder)["production"]
             if name is None or name in (stack.engine.active, failed):
                 continue
-            record = stack.engine.swap(name, get_version(folder, name).adapter_dir)
+            record = stack.engine.swap(name, adapter_path(stack.cfg, get_version(folder, name)))
             log.info("now serving %s (loaded and probed in %.1f s)", name, record.seconds)
         except SwapError as e:
             failed = name

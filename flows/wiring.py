@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flows.config import ConfigError, RaftConfig
 from retrieval.embedding import Embedder
-from retrieval.store import ChunkStore, open_store
+from retrieval.store import ChunkStore, Layout, open_store
 from retrieval.sync import IndexSettings
 from serving.vllm_process import VLLMSettings
 from training.dataset import DatasetSettings
@@ -36,7 +36,8 @@ def make_embedder(cfg: RaftConfig) -> Embedder:
 def open_index(cfg: RaftConfig) -> ChunkStore:
     """The chunk index: the Qdrant server at qdrant.url, else embedded Qdrant under the work dir."""
     q = cfg.qdrant
-    return open_store(q.collection, q.url, cfg.qdrant_path, api_key=q.api_key, timeout_s=q.timeout_s)
+    layout = Layout(q.shards, q.replication_factor, q.write_consistency_factor, q.on_disk)
+    return open_store(q.collection, q.url, cfg.qdrant_path, api_key=q.api_key, timeout_s=q.timeout_s, layout=layout)
 
 
 def dataset_settings(cfg: RaftConfig) -> DatasetSettings:

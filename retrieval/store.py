@@ -4,11 +4,16 @@ Searches always go through the alias (`raft_chunks`); the data lives in collecti
 `raft_chunks_v1`, `raft_chunks_v2`, … A rebuild fills the next version and then moves the
 alias in one operation, so a search never sees a half-built index. Qdrant runs embedded
 (`path`, one process at a time) or as a server (`url`).
+
+Embedded Qdrant allows one client per folder, so within a process every store on the same
+folder shares one client (the gateway searching while the corpus watcher re-indexes), and
+calls on it are serialized: the embedded engine is not safe for concurrent threads.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,33 +74,45 @@ class Hit:
         return dict(self.__dict__)
 
 
-def open_store(alias: str, url: str | None, path: Path, api_key: str | None = None, timeout_s: float = 30.0) -> ChunkStore:
+@dataclass(frozen=True)
+class Layout:
+    """How a Qdrant server lays out a new collection version (embedded Qdrant ignores it)."""
+
+    shards: int = 1
+    replication_factor: int = 1
+    write_consistency_factor: int = 1
+    on_disk: bool = False
+
+
+def open_store(
+    alias: str, url: str | None, path: Path, api_key: str | None = None, timeout_s: float = 30.0, layout: Layout = Layout(),
+) -> ChunkStore:
     """The index `alias` on the Qdrant server at `url` when given, else in embedded Qdrant at `path`."""
     if url:
-        return ChunkStore(QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s)), alias, local=False)
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        return ChunkStore(QdrantClient(path=str(path)), alias, local=True)
-    except RuntimeError as e:
-        if "already accessed" in str(e):
-            raise StoreError(
-                f"embedded Qdrant at {path} is in use by another process (it allows one at a time): "
-                "stop it, or run a Qdrant server and set qdrant.url"
-            ) from None
-        raise
+        return ChunkStore(QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s)), alias, local=False, layout=layout)
+    return ChunkStore(_EmbeddedClients.acquire(path), alias, local=True, path=path)
 
 
 class ChunkStore:
     """Chunks of one logical index (`alias`) in Qdrant."""
 
-    def __init__(self, client: QdrantClient, alias: str, local: bool) -> None:
+    def __init__(self, client: QdrantClient, alias: str, local: bool, path: Path | None = None, layout: Layout = Layout()) -> None:
         self.client = client
         self.alias = alias
-        self.local = local  # embedded Qdrant: payload indexes have no effect there
+        self.local = local  # embedded Qdrant: payload indexes and the layout have no effect there
+        self.path = path
+        self.layout = layout
+        self.closed = False
 
     def close(self) -> None:
-        """Release the client (embedded Qdrant: its lock on the folder)."""
-        self.client.close()
+        """Release the client (embedded Qdrant: the folder is unlocked when its last store closes)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.local and self.path is not None:
+            _EmbeddedClients.release(self.path)
+        else:
+            self.client.close()
 
     # --- collections and the alias --------------------------------------------------------
 
@@ -117,9 +134,15 @@ class ChunkStore:
         versions = self.versions()
         number = int(versions[-1].rsplit("_v", 1)[1]) + 1 if versions else 1
         name = f"{self.alias}_v{number}"
-        self.client.create_collection(name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
-        if not self.local:
-            for key in ("doc_id", "source", "access"):
+        vectors = models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=self.layout.on_disk or None)
+        if self.local:
+            self.client.create_collection(name, vectors_config=vectors)
+        else:
+            self.client.create_collection(
+                name, vectors_config=vectors, shard_number=self.layout.shards, replication_factor=self.layout.replication_factor,
+                write_consistency_factor=self.layout.write_consistency_factor,
+            )
+            for key in ("doc_id", "source", "access"):  # filtered search and sync scans stay fast at scale
                 self.client.create_payload_index(name, key, field_schema=models.PayloadSchemaType.KEYWORD)
         return name
 
@@ -223,6 +246,66 @@ class ChunkStore:
             yield from points
             if offset is None:
                 return
+
+
+class _EmbeddedClients:
+    """One embedded Qdrant client per folder in this process, shared and counted."""
+
+    _lock = threading.Lock()
+    _open: dict[str, list[Any]] = {}  # resolved folder -> [client, number of open stores]
+
+    @classmethod
+    def acquire(cls, path: Path) -> Any:
+        with cls._lock:
+            entry = cls._open.setdefault(str(path.resolve()), [None, 0])
+            if entry[0] is None:
+                entry[0] = _open_embedded(path)  # raises before the count goes up
+            entry[1] += 1
+            return entry[0]
+
+    @classmethod
+    def release(cls, path: Path) -> None:
+        key = str(path.resolve())
+        with cls._lock:
+            entry = cls._open.get(key)
+            if entry is None or entry[0] is None:
+                return
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del cls._open[key]
+                entry[0].close()
+
+
+def _open_embedded(path: Path) -> _Serialized:
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return _Serialized(QdrantClient(path=str(path)))
+    except RuntimeError as e:
+        if "already accessed" in str(e):
+            raise StoreError(
+                f"embedded Qdrant at {path} is in use by another process (it allows one at a time): "
+                "stop it, or run a Qdrant server and set qdrant.url"
+            ) from None
+        raise
+
+
+class _Serialized:
+    """A client whose method calls run one at a time."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
 
 
 def _access_condition(groups: Iterable[str]) -> models.FieldCondition:

@@ -182,6 +182,12 @@ def test_gate_refuses_and_leaves_production_alone(tmp_path, candidate, why):
     assert [x["promoted"] for x in decisions(models)] == [True, False]
 
 
+def test_gate_without_a_faithfulness_floor_judges_answers_without_quotes():
+    rules = GateRules(min_f1_gain=0.0, faithfulness_tolerance=0.02, min_faithfulness=0.0)  # e.g. dataset.style direct
+    d = decide("raft-x", {"f1": 0.6, "quote_faithfulness": None}, "base:rag", {"f1": 0.2}, rules)
+    assert d.promoted and any("not judged" in r for r in d.reasons)
+
+
 def _adapter(folder):
     folder.mkdir()
     return folder

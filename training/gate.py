@@ -61,9 +61,11 @@ def decide(
         f1_ok = False
     faith, base_faith = candidate_scores.get("quote_faithfulness"), baseline_scores.get("quote_faithfulness")
     faith_ok = True
-    if faith is None:
+    if faith is None and rules.min_faithfulness > 0:
         faith_ok = False
         reasons.append("the candidate quoted nothing: quote faithfulness cannot be judged")
+    elif faith is None:  # no floor: answers without quotes are allowed (e.g. dataset.style direct)
+        reasons.append("the candidate quoted nothing, and min_faithfulness is 0: not judged")
     else:
         if base_faith is not None and faith < base_faith - rules.faithfulness_tolerance:
             faith_ok = False
