@@ -46,6 +46,8 @@ class UsageError(ValueError):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `raft` console script."""
+    # The temporary Prefect server would try to send usage data (an error line offline); opt in by setting it.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):

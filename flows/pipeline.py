@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,10 @@ def load(config: str | None, overrides: dict[str, Any] | None) -> RaftConfig:
     return load_config(config, overrides or {})
 
 
+def _progress() -> bool:
+    return sys.stderr.isatty()  # progress bars for a person at a terminal (raft run), not in logs
+
+
 def retrain_rules(cfg: RaftConfig) -> RetrainRules:
     """flows.retrain as the ledger's rules."""
     r = cfg.flows.retrain
@@ -83,7 +88,7 @@ def _retry_if_store_down(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="sync-index", retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_if_store_down, cache_policy=NONE)
 def _sync(cfg: RaftConfig, force: bool) -> tuple[dict[str, Any], Snapshot]:
-    report = sync_index(cfg, force=force)
+    report = sync_index(cfg, force=force, progress=_progress())
     store = open_index(cfg)
     try:
         return report.to_dict(), index_snapshot(store)
@@ -127,7 +132,7 @@ def _key(kind: str, parts: dict[str, Any]) -> str:
 
 @task(name="make-dataset", persist_result=True)
 def _dataset(cfg: RaftConfig, key: str) -> dict[str, str]:
-    built = make_dataset(cfg)
+    built = make_dataset(cfg, progress=_progress())
     return {"path": str(built.path), "hash": built.digest}
 
 
@@ -158,7 +163,7 @@ def build_dataset(config: str | None = None, overrides: dict[str, Any] | None = 
 
 @task(name="train-version", persist_result=True)
 def _train(cfg: RaftConfig, dataset: str, key: str) -> str:
-    version = train_version(cfg, Path(dataset))
+    version = train_version(cfg, Path(dataset), progress=_progress())
     assert version is not None  # flows train in one process
     return version.name
 
@@ -198,7 +203,7 @@ def _retry_if_vllm_failed(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="gate", retries=1, retry_delay_seconds=30, retry_condition_fn=_retry_if_vllm_failed, cache_policy=NONE)
 def _gate(cfg: RaftConfig, version: str) -> dict[str, Any]:
-    return gate(cfg, version).to_dict()
+    return gate(cfg, version, progress=_progress()).to_dict()
 
 
 @flow(name="evaluate-and-gate", log_prints=True)

@@ -98,8 +98,15 @@ def serve(cfg: RaftConfig, flow_inputs: tuple[str | None, dict[str, Any]] | None
     corpus watcher runs beside it: changed documents are re-indexed at once and served by the
     next request; enough change retrains, and a promoted version is swapped in.
     """
+    import signal
+    import sys
+
     import uvicorn
 
+    # uvicorn shuts down on SIGTERM and then raises it again with the handler it found: make that
+    # handler end this function through `finally`, so vLLM is stopped (docker stop, Kubernetes).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     stack = start_stack(cfg)
     watcher = None
     try:
@@ -210,8 +217,8 @@ def _watch_registry(stack: Stack, folder: Path) -> None:
 def _supervise(stack: Stack, folder: Path) -> None:
     while not stack.stop_event.wait(2):
         process = stack.vllm.process
-        if process is None or process.poll() is None:
-            continue
+        if process is None or process.poll() is None or stack.stop_event.is_set():
+            continue  # running, or stopped on purpose
         log.error("vLLM exited with code %s; restarting it", process.returncode)
         versions = {name: get_version(folder, name) for name in stack.engine.loaded}
         stack.vllm.settings = _engine_settings(stack.cfg, stack.base_path, versions)

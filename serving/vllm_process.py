@@ -8,6 +8,7 @@ vLLM can answer from stale weights when an adapter is reloaded under a name it k
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
 
 
@@ -86,6 +88,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the thread that started it dies, however it dies (kill -9,
+    a killed test run), so no vLLM outlives its owner. Linux only; elsewhere stop() is the only way."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 class VLLMServer:
     """A vLLM server process; use as a context manager, or start() / stop()."""
 
@@ -103,10 +123,16 @@ class VLLMServer:
     def start(self) -> VLLMServer:
         """Start vLLM and wait until it answers /v1/models, or raise VLLMError with its log."""
         timeout_s = self.startup_timeout_s
+        if not _port_free(self.settings.host, self.settings.port):  # else the other server would pass for ours
+            raise VLLMError(
+                f"port {self.settings.port} on {self.settings.host} is in use (a vLLM left running?): stop that process, "
+                "or choose another port (serving.vllm_port)"
+            )
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("wb") as log:
             self.process = subprocess.Popen(
-                vllm_command(self.settings), stdout=log, stderr=subprocess.STDOUT, env=vllm_env(self.settings), start_new_session=True
+                vllm_command(self.settings), stdout=log, stderr=subprocess.STDOUT, env=vllm_env(self.settings),
+                start_new_session=True, preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

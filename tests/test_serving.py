@@ -168,3 +168,45 @@ def test_vllm_down_gives_503_then_the_supervisor_brings_it_back(stack):
     assert reply.choices[0].finish_reason in ("stop", "length")
     metrics = httpx.get(url.removesuffix("/v1") + "/metrics").text
     assert 'raft_requests_total{status="503"}' in metrics and "raft_retrieval_seconds_bucket" in metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_no_vllm_outlives_raft_serve(how, trained, sample_work, base_model, tmp_path):
+    """`raft serve` stopped by SIGTERM (docker stop, Kubernetes) stops its vLLM on the way out; killed
+    outright, its vLLM gets SIGTERM from the kernel (parent-death signal). Either way, no orphan."""
+    import subprocess
+    import sys
+
+    trained_work, printed = trained
+    work = tmp_path / "work"
+    shutil.copytree(trained_work / "models", work / "models", ignore=shutil.ignore_patterns("merged", "decisions", "aliases.json"))
+    shutil.copytree(sample_work / "qdrant", work / "qdrant")
+    set_alias(work / "models", "production", printed["name"])
+    port = free_port()
+    argv = [sys.executable, "-m", "flows.cli", "serve", "--config", str(REPO / "raft.yaml"), "--work-dir", str(work), "--no-watch",
+            "--port", str(port), "--set", f"training.base_model={base_model.path}", "--set", f"serving.vllm_port={free_port()}",
+            "--set", "vllm.max_model_len=2048"]
+    raft = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert raft.poll() is None and time.monotonic() < deadline, "raft serve did not come up"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(raft.pid)], capture_output=True, text=True).stdout.split()
+        [vllm] = [int(pid) for pid in children if "vllm" in open(f"/proc/{pid}/cmdline").read()]
+        raft.send_signal(how)
+        raft.wait(120)
+        assert how == signal.SIGKILL or raft.returncode == 0
+        deadline = time.monotonic() + 60
+        while os.path.exists(f"/proc/{vllm}") and open(f"/proc/{vllm}/stat").read().split()[2] != "Z":
+            assert time.monotonic() < deadline, f"vLLM {vllm} outlived raft serve"
+            time.sleep(0.5)
+    finally:
+        if raft.poll() is None:
+            raft.kill()
