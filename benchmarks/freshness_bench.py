@@ -80,6 +80,8 @@ def main() -> None:
         time.sleep(0.1)
     url = f"http://127.0.0.1:{cfg.serving.port}"
     watcher = CorpusWatcher(cfg, config, overrides, tick_s=0.5).start()
+    while watcher.syncs < 1:  # its first sync, at start, as in `raft serve`
+        time.sleep(0.2)
     time.sleep(1)
     try:
         before, _ = ask(url)  # warm-up, and the answer before any change

@@ -519,9 +519,7 @@ def _watch(cfg: RaftConfig, args: argparse.Namespace) -> int:
     from flows.watch import CorpusWatcher
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    watcher = CorpusWatcher(cfg, *args.flow_inputs)
-    watcher.reindex("start")
-    watcher.run()  # until Ctrl-C
+    CorpusWatcher(cfg, *args.flow_inputs).run()  # until Ctrl-C
     return 0
 
 

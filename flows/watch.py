@@ -104,8 +104,12 @@ class CorpusWatcher:
             self._thread.join(timeout=10)
 
     def run(self) -> None:
-        """Watch until stopped: file events and periodic checks re-index; due retrains start."""
+        """Watch until stopped: file events and periodic checks re-index; due retrains start.
+
+        It first re-indexes once: that catches changes made while nothing watched, and starts
+        Prefect's temporary server (about 10 s) before the first edit rather than after it."""
         folder = Path(self.cfg.corpus.path)
+        self.reindex("start")
         checks = max(1, round(self.cfg.flows.check_every_s / self._tick_s))
         ticks = 0
         log.info("watching %s (and checking every %.0f s)", folder, self.cfg.flows.check_every_s)

@@ -187,6 +187,7 @@ def served(env, first_run):
     while not server.started:
         time.sleep(0.1)
     watcher = CorpusWatcher(cfg, CONFIG, overrides, tick_s=0.5).start()
+    _wait(lambda: watcher.syncs >= 1, 60, "the watcher's first sync")
     time.sleep(1)  # the file watch is armed
     yield stack, watcher, f"http://127.0.0.1:{cfg.serving.port}"
     watcher.stop()
