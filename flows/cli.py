@@ -465,7 +465,7 @@ def _pipeline_summary(result: dict[str, Any]) -> dict[str, Any]:
         "index": {k: sync[k] for k in ("added", "updated", "deleted", "unchanged", "chunks_written", "chunks_deleted")},
         "dataset": result["dataset"],
         "version": training["version"], "trained": training["trained"],
-        "promoted": gate["promoted"], "gate_reasons": gate["reasons"], "baseline": gate.get("baseline"),
+        "promoted": gate["promoted"], "gate_reasons": gate["reasons"], "baseline": gate.get("baseline"), "gate_fresh": gate["fresh"],
         "deploy": result["deploy"],
     }
 
@@ -492,7 +492,8 @@ def _print_pipeline(summary: dict[str, Any], table: list[dict[str, Any]]) -> Non
     print(f"dataset: {d['path']}" + (" (unchanged: reused)" if d["cached"] else ""))
     print(f"model: {summary['version']}" + (" (trained)" if summary["trained"] else " (dataset and settings unchanged: training skipped)"))
     verdict = "promoted to production" if summary["promoted"] else "not promoted"
-    print(f"gate: {verdict}" + (f" (baseline {summary['baseline']})" if summary["baseline"] else ""))
+    print(f"gate: {verdict}" + (f" (baseline {summary['baseline']})" if summary["baseline"] else "")
+          + ("" if summary["gate_fresh"] else ": decided earlier, not evaluated again"))
     if table:
         cols = [c for c in table[0] if c not in ("role", "model")]
         print(f"  {'':<10}{'model':<34}" + "".join(f"{c:>20}" for c in cols))
