@@ -428,11 +428,19 @@ def _serve(cfg: RaftConfig, args: argparse.Namespace) -> int:
 def _run(cfg: RaftConfig, args: argparse.Namespace) -> int:
     import logging
 
-    from flows.pipeline import gate_table, raft_pipeline
+    from flows.pipeline import DeployError, PipelineBusy, gate_table, raft_pipeline
     from flows.serve import ServeError, example_answer, serve
+    from retrieval.sync import SyncStopped
 
     began = time.perf_counter()
-    result = raft_pipeline(*args.flow_inputs)
+    try:
+        result = raft_pipeline(*args.flow_inputs)
+    except (SyncStopped, PipelineBusy) as e:  # a data check, or another run: nothing was changed
+        _fail(args, str(e))
+        return EXIT_STOPPED
+    except DeployError as e:
+        _fail(args, str(e))
+        return EXIT_FAILED
     summary = _pipeline_summary(result)
     summary["seconds"] = round(time.perf_counter() - began, 1)
     gate = result["gate"]

@@ -76,17 +76,23 @@ def retrain_rules(cfg: RaftConfig) -> RetrainRules:
 # --- index ----------------------------------------------------------------------------------
 
 
-def _retry_if_store_down(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except StoreError:
-        return True  # Qdrant unreachable: worth another try
-    except Exception:
-        return False  # a data check or a bad corpus: retrying changes nothing
-    return False
+def _retry_on(error: type[Exception]) -> Any:
+    """A retry condition: retry only a failure of an outside service (`error`); bad input or a
+    data check fails the same way every time."""
+
+    def condition(task: Any, task_run: Any, state: Any) -> bool:
+        try:
+            state.result()
+        except error:
+            return True
+        except Exception:
+            return False
+        return False
+
+    return condition
 
 
-@task(name="sync-index", retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_if_store_down, cache_policy=NONE)
+@task(name="sync-index", retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_on(StoreError), cache_policy=NONE)
 def _sync(cfg: RaftConfig, force: bool) -> tuple[dict[str, Any], Snapshot]:
     report = sync_index(cfg, force=force, progress=_progress())
     store = open_index(cfg)
@@ -191,17 +197,7 @@ def finetune(config: str | None = None, overrides: dict[str, Any] | None = None,
 # --- gate and deploy ------------------------------------------------------------------------
 
 
-def _retry_if_vllm_failed(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except VLLMError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-@task(name="gate", retries=1, retry_delay_seconds=30, retry_condition_fn=_retry_if_vllm_failed, cache_policy=NONE)
+@task(name="gate", retries=1, retry_delay_seconds=30, retry_condition_fn=_retry_on(VLLMError), cache_policy=NONE)
 def _gate(cfg: RaftConfig, version: str) -> dict[str, Any]:
     return gate(cfg, version, progress=_progress()).to_dict()
 
