@@ -29,6 +29,10 @@ LEDGER = Path("state") / "changes.json"
 Snapshot = dict[str, list[Any]]  # doc_id -> [version hash, number of chunks]
 
 
+class LedgerError(ValueError):
+    """The change ledger cannot be read; the message says how to recover."""
+
+
 @dataclass(frozen=True)
 class Change:
     """The difference between the index now and the snapshot training used."""
@@ -79,12 +83,12 @@ def snapshot_digest(snapshot: Snapshot) -> str:
 def diff(trained: Snapshot | None, now: Snapshot) -> Change:
     """What changed from `trained` (None: never trained) to `now`."""
     if trained is None:
-        return Change(added=len(now), chunks=sum(n for _, n in now.values()), never_trained=True)
+        return Change(added=len(now), chunks=_chunks(now), never_trained=True)
     added = [d for d in now if d not in trained]
     changed = [d for d in now if d in trained and now[d][0] != trained[d][0]]
     deleted = [d for d in trained if d not in now]
     chunks = sum(now[d][1] for d in added + changed) + sum(trained[d][1] for d in deleted)
-    return Change(len(added), len(changed), len(deleted), chunks, sum(n for _, n in trained.values()))
+    return Change(len(added), len(changed), len(deleted), chunks, _chunks(trained))
 
 
 def read_ledger(work_dir: Path) -> dict[str, Any]:
@@ -95,7 +99,7 @@ def read_ledger(work_dir: Path) -> dict[str, Any]:
     try:
         return json.loads(file.read_text())
     except ValueError as e:
-        raise ValueError(f"{file} is not valid JSON ({e}); delete it: the next sync rebuilds it (and counts all as changed)") from None
+        raise LedgerError(f"{file} is not valid JSON ({e}); delete it: the next sync rebuilds it (and counts all as changed)") from None
 
 
 def record_sync(work_dir: Path, sync: dict[str, Any], snapshot: Snapshot) -> tuple[dict[str, Any], Change]:
@@ -107,7 +111,7 @@ def record_sync(work_dir: Path, sync: dict[str, Any], snapshot: Snapshot) -> tup
     change = diff(trained["snapshot"] if trained else None, snapshot)
     ledger["last_sync"] = {
         "at": now, "digest": snapshot_digest(snapshot), "documents": len(snapshot),
-        "chunks": sum(n for _, n in snapshot.values()), **{k: sync.get(k, 0) for k in ("added", "updated", "deleted", "chunks_written", "chunks_deleted")},
+        "chunks": _chunks(snapshot), **{k: sync.get(k, 0) for k in ("added", "updated", "deleted", "chunks_written", "chunks_deleted")},
     }
     if changed or ledger["last_change_at"] is None:
         ledger["last_change_at"] = now
@@ -146,6 +150,10 @@ def retrain_due(ledger: dict[str, Any], rules: RetrainRules, now: datetime | Non
         if since < rules.cooldown_s:
             return False, f"cooling down ({since:.0f} s of {rules.cooldown_s:.0f} s since the last retrain started)"
     return True, f"{docs} documents / {share:.1%} of chunks changed since the last training"
+
+
+def _chunks(snapshot: Snapshot) -> int:
+    return sum(n for _, n in snapshot.values())
 
 
 def now_stamp() -> str:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flows.changes import LedgerError
 from flows.config import DEFAULT_FILE, ConfigError, RaftConfig, load_config
 from flows.steps import NoQuestionSource
 from flows.wiring import datasets_dir, make_embedder, models_dir, open_index
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _config(args)
         return args.run(cfg, args)
     except (
-        BaseModelError, ConfigError, CorpusError, DatasetError, DatasetFolderError, EmbeddingError, EvaluationError,
+        BaseModelError, ConfigError, CorpusError, DatasetError, DatasetFolderError, EmbeddingError, EvaluationError, LedgerError,
         NoQuestionSource, QAFileError, RegistryError, StoreError, TrainingError, UsageError,
     ) as e:
         _fail(args, str(e))
@@ -409,11 +410,9 @@ def _gate(cfg: RaftConfig, args: argparse.Namespace) -> int:
 
 
 def _serve(cfg: RaftConfig, args: argparse.Namespace) -> int:
-    import logging
-
     from flows.serve import ServeError, serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    _log_to_stderr()
     try:
         serve(cfg, args.flow_inputs)
     except ServeError as e:
@@ -426,10 +425,8 @@ def _serve(cfg: RaftConfig, args: argparse.Namespace) -> int:
 
 
 def _run(cfg: RaftConfig, args: argparse.Namespace) -> int:
-    import logging
-
     from flows.pipeline import DeployError, PipelineBusy, gate_table, raft_pipeline
-    from flows.serve import ServeError, example_answer, serve
+    from flows.serve import ServeError, example_answer
     from retrieval.sync import SyncStopped
 
     began = time.perf_counter()
@@ -455,15 +452,7 @@ def _run(cfg: RaftConfig, args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         _print_pipeline(summary, gate_table(gate) if "candidate_scores" in gate else [])
-    if args.no_serve:
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        serve(cfg, args.flow_inputs)
-    except ServeError as e:
-        _fail(args, str(e))
-        return EXIT_BAD_INPUT
-    return 0
+    return 0 if args.no_serve else _serve(cfg, args)
 
 
 def _pipeline_summary(result: dict[str, Any]) -> dict[str, Any]:
@@ -523,11 +512,9 @@ def _print_pipeline(summary: dict[str, Any], table: list[dict[str, Any]]) -> Non
 
 
 def _watch(cfg: RaftConfig, args: argparse.Namespace) -> int:
-    import logging
-
     from flows.watch import CorpusWatcher
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    _log_to_stderr()
     CorpusWatcher(cfg, *args.flow_inputs).run()  # until Ctrl-C
     return 0
 
@@ -568,6 +555,13 @@ def _status(cfg: RaftConfig, args: argparse.Namespace) -> int:
     for run in st["next_runs"]:
         print(f"next run:   {run['deployment']} at {run['next']} ({run['cron']}; {run['source']})")
     return 0
+
+
+def _log_to_stderr() -> None:
+    """Long-running commands (serve, watch) log what they do, with times, to stderr."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
 
 
 def _fmt(value: Any) -> str:

@@ -19,7 +19,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,15 @@ def _progress() -> bool:
     return sys.stderr.isatty()  # progress bars for a person at a terminal (raft run), not in logs
 
 
+def _snapshot(cfg: RaftConfig) -> Snapshot:
+    """What the index holds now, per document (see flows.changes)."""
+    store = open_index(cfg)
+    try:
+        return index_snapshot(store)
+    finally:
+        store.close()
+
+
 def retrain_rules(cfg: RaftConfig) -> RetrainRules:
     """flows.retrain as the ledger's rules."""
     r = cfg.flows.retrain
@@ -95,11 +104,7 @@ def _retry_on(error: type[Exception]) -> Any:
 @task(name="sync-index", retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_on(StoreError), cache_policy=NONE)
 def _sync(cfg: RaftConfig, force: bool) -> tuple[dict[str, Any], Snapshot]:
     report = sync_index(cfg, force=force, progress=_progress())
-    store = open_index(cfg)
-    try:
-        return report.to_dict(), index_snapshot(store)
-    finally:
-        store.close()
+    return report.to_dict(), _snapshot(cfg)
 
 
 @flow(name="index-corpus", log_prints=True)
@@ -132,6 +137,17 @@ def _cache(cfg: RaftConfig) -> CacheKeyFnPolicy:
     return CacheKeyFnPolicy(cache_key_fn=lambda _ctx, params: params["key"]).configure(key_storage=cfg.work_dir / "flows" / "cache")
 
 
+def _run_cached(cached_task: Any, cfg: RaftConfig, args: tuple[Any, ...], still_valid: Callable[[Any], bool]) -> tuple[Any, bool]:
+    """Run `cached_task` (its last argument is the cache key) through the work dir's cache; a
+    cached result that no longer holds (its folder or version was removed since) is computed
+    again. Returns the result and whether it came from the cache."""
+    run = cached_task.with_options(cache_policy=_cache(cfg))
+    state = run(*args, return_state=True)
+    if not still_valid(state.result()):
+        state = run.with_options(refresh_cache=True)(*args, return_state=True)
+    return state.result(), state.name == "Cached"
+
+
 def _key(kind: str, parts: dict[str, Any]) -> str:
     return f"{kind}-" + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -146,25 +162,15 @@ def _dataset(cfg: RaftConfig, key: str) -> dict[str, str]:
 def build_dataset(config: str | None = None, overrides: dict[str, Any] | None = None, corpus_digest: str | None = None) -> dict[str, Any]:
     """RAFT examples from the index; skipped when the indexed corpus, QA file and settings are unchanged."""
     cfg = load(config, overrides)
-    if corpus_digest is None:
-        store = open_index(cfg)
-        try:
-            corpus_digest = snapshot_digest(index_snapshot(store))
-        finally:
-            store.close()
+    corpus_digest = corpus_digest or snapshot_digest(_snapshot(cfg))
     qa = cfg.dataset.qa_file
     key = _key("dataset", {
         "corpus": corpus_digest, "index": index_settings(cfg).signature, "qa": sha256(qa.read_bytes()) if qa else None,
         "dataset": cfg.dataset.model_dump(mode="json"), "teacher": cfg.teacher.model_dump(mode="json", exclude={"api_key"}),
         "work_dir": str(cfg.work_dir.resolve()),
     })
-    made = _dataset.with_options(cache_policy=_cache(cfg))
-    state = made(cfg, key, return_state=True)
-    result = state.result()
-    if not Path(result["path"]).is_dir():  # the cache outlived the folder: build again
-        state = made.with_options(refresh_cache=True)(cfg, key, return_state=True)
-        result = state.result()
-    return {**result, "cached": state.is_completed() and state.name == "Cached"}
+    result, cached = _run_cached(_dataset, cfg, (cfg, key), lambda made: Path(made["path"]).is_dir())
+    return {**result, "cached": cached}
 
 
 @task(name="train-version", persist_result=True)
@@ -185,13 +191,12 @@ def finetune(config: str | None = None, overrides: dict[str, Any] | None = None,
         "dataset": dataset_hash(folder), "settings": settings_dict(train_settings(cfg)), "base": base.sha256,
         "merge": cfg.training.merge, "models": str(models_dir(cfg).resolve()),
     })
-    trained = _train.with_options(cache_policy=_cache(cfg))
-    state = trained(cfg, str(folder), key, return_state=True)
-    name = state.result()
-    if name not in {v.name for v in list_versions(models_dir(cfg))}:  # the version was removed since: train again
-        state = trained.with_options(refresh_cache=True)(cfg, str(folder), key, return_state=True)
-        name = state.result()
-    return {"version": name, "trained": state.name != "Cached", "dataset": str(folder)}
+
+    def registered(name: str) -> bool:  # asked after the task ran, so a version it just trained counts
+        return name in {v.name for v in list_versions(models_dir(cfg))}
+
+    name, cached = _run_cached(_train, cfg, (cfg, str(folder), key), registered)
+    return {"version": name, "trained": not cached, "dataset": str(folder)}
 
 
 # --- gate and deploy ------------------------------------------------------------------------
@@ -305,21 +310,14 @@ def raft_pipeline(
             get_run_logger().info("no retrain: %s", indexed["why"])
             return {**result, "skipped": indexed["why"]}
         started = now_stamp()
-        store = open_index(cfg)
-        try:
-            snapshot = index_snapshot(store)
-        finally:
-            store.close()
-        result["dataset"] = build_dataset(config, overrides, snapshot_digest(snapshot))
+        snapshot = _snapshot(cfg)
+        digest = snapshot_digest(snapshot)
+        result["dataset"] = build_dataset(config, overrides, digest)
         result["training"] = finetune(config, overrides, result["dataset"]["path"])
         version = result["training"]["version"]
         trained_on = read_ledger(cfg.work_dir)["trained_on"]
-        if result["training"]["trained"] or trained_on is None or trained_on["digest"] != snapshot_digest(snapshot):
-            store = open_index(cfg)
-            try:
-                record_training(cfg.work_dir, snapshot, started, version, index_snapshot(store))
-            finally:
-                store.close()
+        if result["training"]["trained"] or trained_on is None or trained_on["digest"] != digest:
+            record_training(cfg.work_dir, snapshot, started, version, _snapshot(cfg))
         result["gate"] = evaluate_and_gate(config, overrides, version)
         if result["gate"]["promoted"]:
             result["deploy"] = deploy(config, overrides, version)

@@ -24,7 +24,7 @@ from typing import Any
 
 from watchfiles import watch
 
-from flows.changes import read_ledger, retrain_due
+from flows.changes import LedgerError, read_ledger, retrain_due
 from flows.config import RaftConfig
 from flows.pipeline import index_corpus, raft_pipeline, retrain_rules
 
@@ -141,8 +141,8 @@ class CorpusWatcher:
             return  # the run in progress re-checks; a trigger during it was already coalesced
         try:
             due, _ = retrain_due(read_ledger(self.cfg.work_dir), retrain_rules(self.cfg))
-        except ValueError:
-            log.exception("cannot read the change ledger")
+        except LedgerError as e:
+            log.error("%s", e)
             return
         if due:
             self.pipeline.request()
