@@ -31,7 +31,7 @@ from flows.config import load_config  # noqa: E402
 from flows.serve import start_stack  # noqa: E402
 from flows.wiring import models_dir  # noqa: E402
 from retrieval.qa import read_qa_file  # noqa: E402
-from serving.generation import Sampling, complete  # noqa: E402
+from serving.generation import Sampling, complete, model_client  # noqa: E402
 from serving.vllm_process import VLLMServer, VLLMSettings, free_port  # noqa: E402
 from training.prompt import build_messages  # noqa: E402
 from training.registry import get_version, list_versions, read_aliases  # noqa: E402
@@ -125,8 +125,10 @@ def main() -> None:
         results["retrieval_p95_ms"] = round(statistics.quantiles(retrieval_ms, n=20)[18], 1)
         client = httpx.Client(timeout=600)
 
+        clients = {url: model_client(url, 600) for url in (stack.engine.url,)}
+
         def direct(url: str, model: str, q: str):
-            return lambda: complete(client, url, model, prompts[q], sampling).completion_tokens
+            return lambda: complete(clients[url], model, prompts[q], sampling).completion_tokens
 
         def through_gateway(q: str):
             def call():
@@ -136,7 +138,7 @@ def main() -> None:
                 return reply.json()["usage"]["completion_tokens"]
             return call
 
-        complete(client, stack.engine.url, name, prompts[questions[0]], sampling)  # warm up
+        complete(clients[stack.engine.url], name, prompts[questions[0]], sampling)  # warm up
         for c, n in ((1, args.n1), (8, args.n8)):
             results[f"direct_c{c}"] = run([direct(stack.engine.url, name, q) for q in questions[:n]], c)
             results[f"gateway_c{c}"] = run([through_gateway(q) for q in questions[:n]], c)
@@ -150,7 +152,8 @@ def main() -> None:
         merged = VLLMSettings(model=str(version.merged_dir), served_name=name, port=free_port(), runtime_lora_updating=False,
                               max_model_len=cfg.vllm.max_model_len, extra_args=("--no-enable-prefix-caching",))
         with VLLMServer(merged, args.work_dir / "logs" / "vllm-serve-bench-merged.log") as server:
-            complete(client, server.url, name, prompts[questions[0]], sampling)
+            clients[server.url] = model_client(server.url, 600)
+            complete(clients[server.url], name, prompts[questions[0]], sampling)
             results["merged_direct_c8"] = run([direct(server.url, name, q) for q in questions[: args.n8]], 8)
         results["merged_vs_adapter_tokens_per_s"] = round(results["merged_direct_c8"]["tokens_per_s"] / results["direct_c8"]["tokens_per_s"], 2)
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from training.base_model import EMBEDDED, resolve_base_model  # noqa: E402
 from training.dataset_folder import latest_dataset, read_examples  # noqa: E402
-from training.tokenization import IGNORE, oracle_position, tokenize_example  # noqa: E402
+from training.tokenization import IGNORE, tokenize_example  # noqa: E402
 from training.trainer import TrainSettings, cpu_has_fast_bf16, train  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def run_plain(base, data: Path, args: argparse.Namespace, bf16: bool) -> dict:
     device = "cuda" if cuda else "cpu"
     torch.manual_seed(s.seed)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
-    examples = [tokenize_example(tokenizer, r["messages"], s.max_seq_len, keep_doc=oracle_position(r)) for r in read_examples(data, "train")]
+    examples = [tokenize_example(tokenizer, r, s.max_seq_len) for r in read_examples(data, "train")]
     examples = [e for e in examples if e is not None]
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.bfloat16 if bf16 else torch.float32).to(device)
     if cuda:

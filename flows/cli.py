@@ -240,6 +240,8 @@ def _index(cfg: RaftConfig, args: argparse.Namespace) -> int:
         _fail(args, str(e), e.report.to_dict())
         for item in e.report.skipped:
             print(f"  skipped {item.source}: {item.reason}", file=sys.stderr)
+        for warning in e.report.warnings:
+            print(f"  warning {warning.source}: {warning.message}", file=sys.stderr)
         return EXIT_STOPPED
     if args.json:
         print(json.dumps(report.to_dict()))
@@ -251,6 +253,8 @@ def _index(cfg: RaftConfig, args: argparse.Namespace) -> int:
     )
     for item in report.skipped:
         print(f"  skipped {item.source}: {item.reason}")
+    for warning in report.warnings:
+        print(f"  warning {warning.source}: {warning.message}")
     return 0
 
 
@@ -383,9 +387,9 @@ def _eval(cfg: RaftConfig, args: argparse.Namespace) -> int:
         return 0
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{'setting':<12}" + "".join(f"{title:>20}" for _, title in COLUMNS))
+    print(f"{'setting':<12}" + "".join(f"{title:>{len(title) + 2}}" for _, title in COLUMNS))
     for name, m in results["settings"].items():
-        print(f"{name:<12}" + "".join(f"{_fmt(m.get(key)):>20}" for key, _ in COLUMNS))
+        print(f"{name:<12}" + "".join(f"{_fmt(m.get(key)):>{len(title) + 2}}" for key, title in COLUMNS))
     for name, by_k in results["k_sweep"].items():
         print(f"{name} F1 by k: " + ", ".join(f"k={k} {m['f1']:.3f}" for k, m in by_k.items()))
     r = results["retrieval"]

@@ -74,6 +74,11 @@ class QdrantConfig(_Section):
 class ChecksConfig(_Section):
     max_deleted_share: float = Field(0.3, ge=0, le=1, description="stop when a sync would delete more of the indexed documents")
     max_skipped_share: float = Field(0.25, ge=0, le=1, description="stop when more of the corpus files are unreadable")
+    unknown_metadata: Literal["error", "warn"] = Field(
+        "error",
+        description="access labels that cannot be read with certainty: error skips the file, "
+        "warn indexes it with the labels a look-alike key names (never public) and reports a warning",
+    )
 
 
 class SearchConfig(_Section):
@@ -179,6 +184,7 @@ class ServingConfig(_Section):
     k: int = Field(5, ge=1)
     max_k: int = Field(20, ge=1)
     max_message_chars: int = Field(8000, ge=1)
+    max_documents: int = Field(50, ge=1, description="documents a request may bring itself")
     max_document_chars: int = Field(50_000, ge=1)
     default_max_tokens: int = Field(256, ge=1)
     max_tokens: int = Field(1024, ge=1)
@@ -192,6 +198,12 @@ class RetrainConfig(_Section):
     min_changed_documents: int = Field(10, ge=1, description="or when this many documents were added, changed or deleted")
     settle_s: float = Field(60, ge=0, description="and the corpus has been quiet this long (a burst of edits: one retrain)")
     cooldown_s: float = Field(3600, ge=0, description="and the last retrain started at least this long ago")
+
+
+class GenerationConfig(_Section):
+    grounding: Literal["constrained", "free"] = Field(
+        "constrained", description="constrained: quotes can only be verbatim sentences of the prompt's documents (vLLM structured outputs)"
+    )
 
 
 class FlowsConfig(_Section):
@@ -231,6 +243,7 @@ class RaftConfig(_Section):
     teacher: TeacherConfig = TeacherConfig()
     training: TrainingConfig = TrainingConfig()
     vllm: VLLMConfig = VLLMConfig()
+    generation: GenerationConfig = GenerationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     serving: ServingConfig = ServingConfig()
     flows: FlowsConfig = FlowsConfig()

@@ -29,6 +29,7 @@ from training.evaluation import (
     retrieval_scores, run_jobs, summarize_rows,
 )
 from training.gate import Decision, GateRules, decide, record
+from training.prompt import PROMPT_FORMAT
 from training.registry import Version, get_version, list_versions, read_aliases
 
 
@@ -79,6 +80,7 @@ def evaluate(
         "model": {"tuned": models.tuned, "dsf": models.dsf, "base": base.name, "base_sha256": base.sha256},
         "dataset": {**source, "n": len(questions)},
         "sampling": asdict(sampling),
+        "grounding": cfg.generation.grounding,
         "seconds": round(time.perf_counter() - began, 1),
     }
     recall = results["retrieval"].get("recall_by_k", {})
@@ -163,9 +165,15 @@ def _newest(cfg: RaftConfig) -> Version:
 
 
 def _base_for(cfg: RaftConfig, versions: list[Version]) -> BaseModel:
-    """The configured base model, checked to be the one every version was trained on."""
+    """The configured base model, checked to be the one every version was trained on, and every
+    version checked to read the prompt format this code writes."""
     base = resolve_base_model(cfg.training.base_model, cfg.work_dir)
     for v in versions:
+        if v.metadata.get("prompt_format") != PROMPT_FORMAT:
+            raise EvaluationError(
+                f"{v.name} was trained on prompt format {v.metadata.get('prompt_format')}, but this code asks in prompt "
+                f"format {PROMPT_FORMAT} (training/prompt.py changed since): retrain it (`raft dataset`, then `raft train`)"
+            )
         trained_on = v.metadata.get("base_model", {})
         if trained_on.get("sha256") != base.sha256:
             raise EvaluationError(
@@ -191,7 +199,8 @@ def _ask(
     with tqdm(total=len(jobs), desc=desc, unit="answer", disable=not progress) as bar:
         for key, group in groups.items():
             with _serve(cfg, base, key, versions) as server:
-                for job, row in zip(group, run_jobs(group, server.url, sampling, cfg.evaluation.concurrency, on_done=bar.update)):
+                asked = run_jobs(group, server.url, sampling, cfg.evaluation.concurrency, cfg.generation.grounding, on_done=bar.update)
+                for job, row in zip(group, asked):
                     rows[id(job)] = row
     return [rows[id(job)] for job in jobs]
 

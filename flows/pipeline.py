@@ -42,6 +42,7 @@ from retrieval.store import StoreError
 from serving.vllm_process import VLLMError
 from training.base_model import resolve_base_model
 from training.dataset_folder import check_dataset, dataset_hash, latest_dataset
+from training.prompt import PROMPT_FORMAT
 from training.gate import decisions
 from training.registry import get_version, list_versions, read_aliases
 from training.trainer import settings_dict
@@ -167,7 +168,7 @@ def build_dataset(config: str | None = None, overrides: dict[str, Any] | None = 
     key = _key("dataset", {
         "corpus": corpus_digest, "index": index_settings(cfg).signature, "qa": sha256(qa.read_bytes()) if qa else None,
         "dataset": cfg.dataset.model_dump(mode="json"), "teacher": cfg.teacher.model_dump(mode="json", exclude={"api_key"}),
-        "work_dir": str(cfg.work_dir.resolve()),
+        "prompt_format": PROMPT_FORMAT, "work_dir": str(cfg.work_dir.resolve()),
     })
     result, cached = _run_cached(_dataset, cfg, (cfg, key), lambda made: Path(made["path"]).is_dir())
     return {**result, "cached": cached}
@@ -189,7 +190,7 @@ def finetune(config: str | None = None, overrides: dict[str, Any] | None = None,
     base = resolve_base_model(cfg.training.base_model, cfg.work_dir)
     key = _key("train", {
         "dataset": dataset_hash(folder), "settings": settings_dict(train_settings(cfg)), "base": base.sha256,
-        "merge": cfg.training.merge, "models": str(models_dir(cfg).resolve()),
+        "merge": cfg.training.merge, "prompt_format": PROMPT_FORMAT, "models": str(models_dir(cfg).resolve()),
     })
 
     def registered(name: str) -> bool:  # asked after the task ran, so a version it just trained counts

@@ -29,7 +29,8 @@ from retrieval.search import search
 from retrieval.store import ChunkStore
 from serving.citations import SourceDoc
 from serving.engine import BASE, Engine, SwapError
-from serving.gateway import GatewaySettings, Retriever, create_app
+from serving.chat_service import GatewaySettings, Retriever
+from serving.gateway import create_app
 from serving.vllm_process import VLLMServer, VLLMSettings
 from training.base_model import resolve_base_model
 from training.prompt import context_doc
@@ -56,11 +57,13 @@ class Stack:
     stop_event: threading.Event
 
     def stop(self) -> None:
-        """Stop the background threads and vLLM, close the index."""
-        self.stop_event.set()
-        if self.vllm is not None:
-            self.vllm.stop()
-        self.store.close()
+        """Stop the background threads and vLLM (its whole process group), close the index."""
+        self.stop_event.set()  # first: the supervisor must not start a vLLM that nobody would stop
+        try:
+            if self.vllm is not None:
+                self.vllm.stop()
+        finally:
+            self.store.close()
 
 
 def start_stack(cfg: RaftConfig, vllm_log: Path | None = None) -> Stack:
@@ -181,8 +184,9 @@ def _gateway_settings(cfg: RaftConfig) -> GatewaySettings:
     s = cfg.serving
     return GatewaySettings(
         api_keys={key: tuple(groups) for key, groups in s.api_keys.items()}, anonymous=s.anonymous, k=s.k, max_k=s.max_k,
-        max_message_chars=s.max_message_chars, max_document_chars=s.max_document_chars, default_max_tokens=s.default_max_tokens,
-        max_tokens=s.max_tokens, max_concurrency=s.max_concurrency, upstream_timeout_s=s.upstream_timeout_s,
+        max_message_chars=s.max_message_chars, max_documents=s.max_documents, max_document_chars=s.max_document_chars,
+        default_max_tokens=s.default_max_tokens, max_tokens=s.max_tokens, max_concurrency=s.max_concurrency,
+        upstream_timeout_s=s.upstream_timeout_s, max_model_len=cfg.vllm.max_model_len, grounding=cfg.generation.grounding,
     )
 
 
@@ -215,16 +219,26 @@ def _watch_registry(stack: Stack, folder: Path) -> None:
 
 
 def _supervise(stack: Stack, folder: Path) -> None:
+    """Restart vLLM when it exits, on the same port with the versions it served. What is left of the
+    old process group (EngineCore and its worker outlive a killed API server, with the memory and
+    the port) is stopped first; start() then finds the port free."""
     while not stack.stop_event.wait(2):
         process = stack.vllm.process
-        if process is None or process.poll() is None or stack.stop_event.is_set():
-            continue  # running, or stopped on purpose
+        if process is None or process.poll() is None:
+            continue
+        if stack.stop_event.is_set():
+            return  # stopped on purpose
         log.error("vLLM exited with code %s; restarting it", process.returncode)
-        versions = {name: get_version(folder, name) for name in stack.engine.loaded}
-        stack.vllm.settings = _engine_settings(stack.cfg, stack.base_path, versions)
         try:
-            stack.vllm.start()
+            left = stack.vllm.stop()
+            if left:
+                log.warning("stopped what the old vLLM left running: %s", ", ".join(left))
+            versions = {name: get_version(folder, name) for name in stack.engine.loaded}
+            stack.vllm.settings = _engine_settings(stack.cfg, stack.base_path, versions)
+            stack.vllm.start(cancel=stack.stop_event)  # Stack.stop stops whatever this starts
             log.info("vLLM is back")
         except Exception as e:
+            if stack.stop_event.is_set():
+                return
             log.error("vLLM did not come back: %s; trying again", e)
             time.sleep(5)

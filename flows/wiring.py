@@ -25,6 +25,7 @@ def index_settings(cfg: RaftConfig) -> IndexSettings:
         chunk_min_size=cfg.chunking.min_size,
         default_access=tuple(cfg.corpus.default_access),
         include=tuple(cfg.corpus.include),
+        unknown_metadata=cfg.checks.unknown_metadata,
     )
 
 

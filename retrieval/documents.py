@@ -10,26 +10,43 @@ Supported: .md/.markdown (YAML front matter), .txt, .html/.htm (boilerplate stri
 `access` and other metadata). Access labels come from front matter, an HTML
 `<meta name="access">`, a jsonl `access` field, or a sidecar `<file>.meta.yaml`
 (`access: [groups]`, optional `title`); without any, the corpus default (public).
+
+Labels fail closed: the rules (what is certain, look-alikes, the "error" and "warn" modes
+of `unknown_metadata`) are in retrieval/access_labels.py, which reads the labels from the
+metadata fields the loaders here find.
 """
 
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import json
 import logging
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+# LoadError is defined in access_labels (the label code raises it too, and that module must not
+# import this one); it is re-exported here, where the loaders' callers import it from.
+from retrieval.access_labels import (
+    LoadError,
+    MetaField,
+    UnknownMetadata,
+    label_lines,
+    line_number,
+    looks_like_access,
+    metadata_fields,
+    resolve_access,
+    text_lines,
+    with_sidecar,
+    yaml_fields,
+)
 
 SIDECAR_SUFFIX = ".meta.yaml"
-
-
-class LoadError(ValueError):
-    """A file that cannot be turned into a document; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,7 @@ class Document:
     access: tuple[str, ...]
     modified: str = ""  # ISO 8601, UTC
     metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # labels read the most restrictive way (unknown_metadata="warn"); not stored
 
     @property
     def content_hash(self) -> str:
@@ -69,53 +87,76 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_sidecar(path: Path) -> dict[str, Any]:
-    """The `<file>.meta.yaml` beside `path`, or {} when there is none."""
+def read_sidecar(path: Path) -> list[MetaField]:
+    """The fields of the `<file>.meta.yaml` beside `path`; none when there is no sidecar.
+
+    A sidecar that exists but cannot be read is a LoadError naming it (and the line): it
+    holds labels, so it must never read as "no labels".
+    """
     sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
-    if not sidecar.is_file():
-        return {}
+    if not os.path.lexists(sidecar):
+        return []
+    where = f"sidecar {sidecar.name}"
     try:
-        meta = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise LoadError(f"sidecar {sidecar.name} is not valid YAML: {e}") from None
-    if not isinstance(meta, dict):
-        raise LoadError(f"sidecar {sidecar.name} must be a YAML mapping (e.g. 'access: [hr]')")
-    return meta
+        raw = sidecar.read_bytes()
+    except OSError as e:
+        raise LoadError(f"{where} is unreadable ({e.strerror or e}): check its permissions") from None
+    try:
+        text = decode_text(raw)
+    except LoadError as e:
+        raise LoadError(f"{where}: {e}") from None
+    return yaml_fields(text, 1, f"{where} line", "sidecar")
 
 
-def parse_file(raw: bytes, source: str, sidecar: dict[str, Any], default_access: tuple[str, ...]) -> list[Document]:
+def parse_file(
+    raw: bytes,
+    source: str,
+    sidecar: Mapping[str, Any] | list[MetaField],
+    default_access: tuple[str, ...],
+    unknown_metadata: UnknownMetadata = "error",
+) -> list[Document]:
     """Parse one corpus file (its bytes) into documents. Raises LoadError for a bad file.
 
-    A .jsonl file holds many documents and is read with `parse_jsonl` instead.
+    `sidecar` is what `read_sidecar` returned, or a plain mapping. A .jsonl file holds many
+    documents and is read with `parse_jsonl` instead.
     """
     suffix = Path(source).suffix.lower()
     if suffix == ".pdf":
-        text, sections, title, meta = _parse_pdf(raw)
+        text, sections, title, fields = _parse_pdf(raw)
     else:
         content = decode_text(raw)
         if suffix in (".html", ".htm"):
-            text, sections, title, meta = _parse_html(content)
+            text, sections, title, fields = _parse_html(content)
         elif suffix in (".md", ".markdown"):
-            text, sections, title, meta = _parse_markdown(content)
+            text, sections, title, fields = _parse_markdown(content)
         else:
-            text, sections, title, meta = _parse_plain(content)
+            text, sections, title, fields = _parse_plain(content)
     if not text.strip():
         raise LoadError("empty document: no text found" + (" (a scanned PDF? run OCR on it first)" if suffix == ".pdf" else ""))
-    meta = {**meta, **sidecar}
+    if isinstance(sidecar, Mapping):
+        sidecar = metadata_fields((key, value, "sidecar") for key, value in sidecar.items())
+    fields = with_sidecar(fields, sidecar)
+    access, warnings = resolve_access([f for f in fields if f.is_label], default_access, unknown_metadata)
+    meta = {f.key: f.value for f in fields if not f.is_label}
     title = str(meta.pop("title", None) or title or Path(source).stem)
-    access = _access(meta.pop("access", None), default_access, source)
-    return [Document(source, source, title, text, tuple(sections), access, metadata=_plain(meta))]
+    return [Document(source, source, title, text, tuple(sections), access, metadata=_plain(meta), warnings=tuple(warnings))]
 
 
-def parse_jsonl(raw: bytes, source: str, default_access: tuple[str, ...]) -> tuple[list[Document], list[tuple[int, str]]]:
-    """Documents of a .jsonl file, and (line number, message naming the field) per bad line."""
+def parse_jsonl(
+    raw: bytes, source: str, default_access: tuple[str, ...], unknown_metadata: UnknownMetadata = "error"
+) -> tuple[list[Document], list[tuple[int, str]]]:
+    """Documents of a .jsonl file, and (line number, message naming the field) per bad line.
+
+    A record's labels follow the same rules as a file's (see retrieval.access_labels); its
+    warnings start with its line number.
+    """
     content = decode_text(raw)
     docs, problems = [], []
     for lineno, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_JsonObject)
         except json.JSONDecodeError as e:
             problems.append((lineno, f"invalid JSON ({e.msg} at column {e.colno})"))
             continue
@@ -129,17 +170,27 @@ def parse_jsonl(raw: bytes, source: str, default_access: tuple[str, ...]) -> tup
         if not isinstance(record["text"], str):
             problems.append((lineno, "field 'text' must be a string"))
             continue
-        meta = {k: v for k, v in record.items() if k not in ("id", "text", "title", "access")}
-        text = record["text"]
+        fields = metadata_fields((key, value, "") for key, value in record.pairs if key not in ("id", "text", "title"))
         try:
-            access = _access(record.get("access"), default_access, f"{source} line {lineno}")
+            access, warnings = resolve_access([f for f in fields if f.is_label], default_access, unknown_metadata)
         except LoadError as e:
             problems.append((lineno, str(e)))
             continue
+        meta = {f.key: f.value for f in fields if not f.is_label}
+        text = record["text"]
         doc_id = str(record["id"])
         title = str(record.get("title") or doc_id)
-        docs.append(Document(doc_id, source, title, text, (Section(0, len(text)),), access, metadata=_plain(meta)))
+        docs.append(Document(doc_id, source, title, text, (Section(0, len(text)),), access, metadata=_plain(meta),
+                             warnings=tuple(f"line {lineno}: {w}" for w in warnings)))
     return docs, problems
+
+
+class _JsonObject(dict):
+    """A JSON object that keeps every key/value pair: json.loads lets a repeated key win silently."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
 
 
 def decode_text(raw: bytes) -> str:
@@ -153,16 +204,6 @@ def decode_text(raw: bytes) -> str:
         raise LoadError(f"invalid UTF-8 at byte {e.start} (line {line}): re-save the file as UTF-8") from None
 
 
-def _access(value: Any, default: tuple[str, ...], where: str) -> tuple[str, ...]:
-    if value is None:
-        return tuple(default)
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",")]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise LoadError(f"access labels in {where} must be a list of group names, e.g. [internal, hr]")
-    return tuple(sorted(set(value)))
-
-
 def _plain(meta: dict[str, Any]) -> dict[str, Any]:
     """Metadata as JSON-safe values (YAML front matter may hold dates)."""
     return json.loads(json.dumps(meta, default=str))
@@ -170,23 +211,39 @@ def _plain(meta: dict[str, Any]) -> dict[str, Any]:
 
 # --- Markdown and plain text ---------------------------------------------------------------
 
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
+_FENCE = re.compile(r"[\s\ufeff]*-{3,}[\s\ufeff]*")
 _MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 
 
-def _parse_markdown(content: str) -> tuple[str, list[Section], str, dict[str, Any]]:
-    meta: dict[str, Any] = {}
-    match = _FRONT_MATTER.match(content)
-    if match:
-        try:
-            meta = yaml.safe_load(match.group(1)) or {}
-        except yaml.YAMLError as e:
-            raise LoadError(f"front matter is not valid YAML: {e}") from None
-        if not isinstance(meta, dict):
-            raise LoadError("front matter must be a YAML mapping (e.g. 'title: …' and 'access: [hr]')")
-        content = content[match.end() :]
+def _parse_markdown(content: str) -> tuple[str, list[Section], str, list[MetaField]]:
+    fields: list[MetaField] = []
+    body_line = 1
+    front = _front_matter(content)
+    if front:
+        yaml_text, first_line, body_start = front
+        fields = yaml_fields(yaml_text, first_line, "line", "front matter")
+        body_line = line_number(content, body_start)
+        content = content[body_start:]
     sections, title = _markdown_sections(content)
-    return content, sections, title, meta
+    return content, sections, title, fields + label_lines(content, body_line, "line", "is part of the text", code_fences=True)
+
+
+def _front_matter(content: str) -> tuple[str, int, int] | None:
+    """(YAML text, line number of its first line, offset where the body starts), or None.
+
+    Front matter opens when the first line that is not blank (BOMs count as blank) is a
+    fence of three or more dashes, and closes at the next such line; one that never closes
+    is a LoadError, as its labels would otherwise become text of a public document.
+    """
+    lines = text_lines(content)
+    first = next((i for i, (_, line, _) in enumerate(lines) if line.replace("\ufeff", "").strip()), None)
+    if first is None or not _FENCE.fullmatch(lines[first][1]):
+        return None
+    close = next((i for i in range(first + 1, len(lines)) if _FENCE.fullmatch(lines[i][1])), None)
+    if close is None:
+        raise LoadError(f"front matter opened at line {first + 1} is never closed: add a line '---' after it "
+                        "(to start the text with a horizontal rule, use '***')")
+    return content[lines[first][2] : lines[close][0]], first + 2, lines[close][2]
 
 
 def _markdown_sections(text: str) -> tuple[list[Section], str]:
@@ -212,9 +269,9 @@ def _sections_from_starts(starts: list[tuple[int, tuple[str, ...]]], length: int
     return [Section(start, end, heads) for (start, heads), end in zip(starts, bounds) if end > start]
 
 
-def _parse_plain(content: str) -> tuple[str, list[Section], str, dict[str, Any]]:
+def _parse_plain(content: str) -> tuple[str, list[Section], str, list[MetaField]]:
     title = next((line.strip() for line in content.splitlines() if line.strip()), "")
-    return content, [Section(0, len(content))], title, {}
+    return content, [Section(0, len(content))], title, label_lines(content, 1, "line", "is part of the text")
 
 
 # --- HTML --------------------------------------------------------------------------------
@@ -226,14 +283,10 @@ _BLOCKS = {"p", "div", "section", "article", "main", "ul", "ol", "li", "table", 
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
 
-def _parse_html(content: str) -> tuple[str, list[Section], str, dict[str, Any]]:
+def _parse_html(content: str) -> tuple[str, list[Section], str, list[MetaField]]:
     from bs4 import BeautifulSoup, Comment
 
     soup = BeautifulSoup(content, "lxml")
-    meta: dict[str, Any] = {}
-    tag = soup.find("meta", attrs={"name": "access"})
-    if tag and tag.get("content"):
-        meta["access"] = tag["content"]
     page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for node in soup(_DROP_TAGS):
         node.decompose()
@@ -252,7 +305,41 @@ def _parse_html(content: str) -> tuple[str, list[Section], str, dict[str, Any]]:
     writer.walk(root)
     text, starts = writer.finish()
     h1 = next((heads[0] for _, heads in starts if heads), "")
-    return text, _sections_from_starts([(0, ())] + starts, len(text)), h1 or page_title, meta
+    return text, _sections_from_starts([(0, ())] + starts, len(text)), h1 or page_title, _meta_fields(content)
+
+
+# Read from the raw text, not the parsed tree: a tag in any case, in a comment or mangled
+# enough that a parser drops it must still be seen.
+_META_TAG = re.compile(r"<meta\b(?:[^>\"']|\"[^\"]*\"|'[^']*')*>?", re.I)
+_ATTRIBUTE = re.compile(r"([^\s=\"'/>]+)(?:\s*=\s*(\"[^\"]*\"?|'[^']*'?|[^\s\"'>]+))?")
+_META_NAMES = ("name", "property", "itemprop", "http-equiv")
+
+
+def _meta_fields(content: str) -> list[MetaField]:
+    """A field per <meta> whose name looks like `access`; only `<meta name="access">` is certain."""
+    fields = []
+    for tag in _META_TAG.finditer(content):
+        attributes = _attributes(tag.group())
+        where = f"line {line_number(content, tag.start())}"
+        for attribute in _META_NAMES:
+            name = attributes.get(attribute)
+            if name is None or not looks_like_access(name):
+                continue
+            if attribute == "name" and name == "access":
+                fields.append(MetaField("access", attributes.get("content"), where))
+            else:
+                doubt = (f"{where}: <meta {attribute}=\"{name}\"> looks like <meta name=\"access\">: write it so "
+                         "(lower case), or rename it if it holds no labels")
+                fields.append(MetaField(name, attributes.get("content"), where, doubt))
+    return fields
+
+
+def _attributes(tag: str) -> dict[str, str]:
+    """A tag's attributes (names in lower case, values unquoted and unescaped); the first of a name wins."""
+    found: dict[str, str] = {}
+    for name, value in _ATTRIBUTE.findall(tag[len("<meta") :]):
+        found.setdefault(name.lower(), html.unescape(value.strip("\"'")))
+    return found
 
 
 class _HtmlText:
@@ -318,7 +405,7 @@ class _HtmlText:
 # --- PDF ---------------------------------------------------------------------------------
 
 
-def _parse_pdf(raw: bytes) -> tuple[str, list[Section], str, dict[str, Any]]:
+def _parse_pdf(raw: bytes) -> tuple[str, list[Section], str, list[MetaField]]:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -348,4 +435,4 @@ def _parse_pdf(raw: bytes) -> tuple[str, list[Section], str, dict[str, Any]]:
         text += page
     sections = [Section(s, e) for s, e in zip(starts, starts[1:] + [len(text)])]
     title = str(title).strip() or next((line for line in pages if line), "")[:80]
-    return text, sections, title, {}
+    return text, sections, title, []

@@ -1,8 +1,9 @@
 """The QA file format shared by retrieval benchmarks, dataset building and evaluation.
 
-JSONL, one object per line: `question` (required), `answer` (required), optional `id` and
-`source` (a document path relative to the corpus root, or a jsonl document's id); other
-fields are kept in `extra` and otherwise ignored.
+JSONL, one object per line: `question` (required), `answer` (required), optional `id`,
+`source` (a document path relative to the corpus root, or a jsonl document's id) and
+`answers` (every acceptable answer, as SQuAD gives them: scores take the best of them);
+other fields are kept in `extra` and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ class QAItem:
     source: str | None = None
     line: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    answers: tuple[str, ...] = ()  # every acceptable answer, `answer` first
+
+    def __post_init__(self) -> None:
+        if not self.answers:
+            object.__setattr__(self, "answers", (self.answer,))
 
 
 def read_qa_file(path: Path) -> list[QAItem]:
@@ -34,8 +40,13 @@ def read_qa_file(path: Path) -> list[QAItem]:
         source = record.get("source")
         if source is not None and (not isinstance(source, str) or not source.strip()):
             raise QAFileError(f"{path} line {lineno}: field 'source' must be a document path or id")
-        extra = {k: v for k, v in record.items() if k not in ("question", "answer", "id", "source")}
-        items.append(QAItem(record["question"].strip(), record["answer"].strip(), str(record.get("id", f"line-{lineno}")), source, lineno, extra))
+        answers = record.get("answers", [])
+        if not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
+            raise QAFileError(f"{path} line {lineno}: field 'answers' must be a list of non-empty strings")
+        answer = record["answer"].strip()
+        extra = {k: v for k, v in record.items() if k not in ("question", "answer", "answers", "id", "source")}
+        every = tuple(dict.fromkeys([answer, *(a.strip() for a in answers)]))
+        items.append(QAItem(record["question"].strip(), answer, str(record.get("id", f"line-{lineno}")), source, lineno, extra, every))
     return items
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from retrieval.access_labels import UnknownMetadata
 from retrieval.chunking import Chunk, chunk_document
 from retrieval.corpus import CorpusError, CorpusFile, Skipped, scan_corpus
 from retrieval.documents import Document, LoadError, parse_file, parse_jsonl, read_sidecar, sha256
@@ -46,12 +47,23 @@ class IndexSettings:
     chunk_min_size: int = 48
     default_access: tuple[str, ...] = ("public",)
     include: tuple[str, ...] = ("*.md", "*.markdown", "*.txt", "*.html", "*.htm", "*.pdf", "*.jsonl")
+    # Not part of the signature: a file it matters for is skipped or stamped as unsettled (see
+    # _unsettled), so it is parsed again on every sync anyway; others read the same in both modes.
+    unknown_metadata: UnknownMetadata = "error"
 
     @property
     def signature(self) -> str:
         """Stored with every chunk: a different signature means the chunk must be redone."""
         parts = [INDEX_FORMAT, self.embedding_model, self.chunk_size, self.chunk_overlap, self.chunk_min_size, sorted(self.default_access)]
         return sha256(json.dumps(parts).encode())[:16]
+
+
+@dataclass(frozen=True)
+class IndexWarning:
+    """A file indexed although part of its metadata could not be read with certainty, and how it was read."""
+
+    source: str
+    message: str
 
 
 @dataclass
@@ -61,6 +73,7 @@ class SyncReport:
     deleted: int = 0
     unchanged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[IndexWarning] = field(default_factory=list)
     chunks_written: int = 0
     chunks_deleted: int = 0
     embeddings_computed: int = 0
@@ -187,6 +200,9 @@ def _plan(
             docs, bad_lines = [], [Skipped(file.source, str(e))]
             plan.bad_files += 1
         report.skipped.extend(bad_lines)
+        report.warnings.extend(IndexWarning(file.source, w) for d in docs for w in d.warnings)
+        if any(d.warnings for d in docs):
+            plan.file_hash[file.source] = _unsettled(file.file_hash)
         if bad_lines:
             # Keep what the index holds from this file's last good version.
             loaded = {d.doc_id for d in docs}
@@ -225,6 +241,12 @@ def _is_jsonl(source: str) -> bool:
     return source.lower().endswith(".jsonl")
 
 
+def _unsettled(file_hash: str) -> str:
+    # A hash the file's bytes never have: the next sync parses the file again, so its warnings
+    # repeat until it is fixed, and a switch to checks.unknown_metadata=error reaches it.
+    return sha256(f"unsettled:{file_hash}".encode())
+
+
 def _unchanged_file(doc: IndexedDoc, file: CorpusFile, signature: str) -> bool:
     return doc.file_hashes == {file.file_hash} and len(doc.version_hashes) == 1 and doc.index_sigs == {signature} and len(doc.point_ids) == doc.n_chunks
 
@@ -237,12 +259,12 @@ def load_file(file: CorpusFile, settings: IndexSettings) -> tuple[list[Document]
         raise LoadError(f"unreadable ({e.strerror or e}): check the file's permissions") from None
     bad_lines: list[Skipped] = []
     if _is_jsonl(file.source):
-        docs, problems = parse_jsonl(raw, file.source, settings.default_access)
+        docs, problems = parse_jsonl(raw, file.source, settings.default_access, settings.unknown_metadata)
         bad_lines = [Skipped(f"{file.source}:{lineno}", message) for lineno, message in problems]
         if problems and not docs:
             raise LoadError(f"no usable line: {problems[0][1]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     else:
-        docs = parse_file(raw, file.source, read_sidecar(file.path), settings.default_access)
+        docs = parse_file(raw, file.source, read_sidecar(file.path), settings.default_access, settings.unknown_metadata)
     return [dataclasses.replace(d, modified=file.modified) for d in docs], bad_lines
 
 

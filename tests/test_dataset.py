@@ -8,7 +8,7 @@ from retrieval.sync import sync_corpus
 from tests.scripted_teacher import ScriptedTeacher
 from training.dataset import DatasetError, DatasetSettings, Question, build_dataset, teacher_questions
 from training.dataset_folder import latest_dataset, read_card, read_examples, write_dataset
-from training.prompt import parse_output
+from training.prompt import example_messages, parse_output
 from training.teacher import Teacher, TeacherSettings
 
 QUESTIONS = [
@@ -48,16 +48,23 @@ def test_examples_hold_the_oracle_retrieved_distractors_and_verbatim_quotes(inde
     assert ds.card["dropped"] == {"duplicate": 1, "near_duplicate": 1, "restricted": 2, "unsupported": 1}
     for r in rows:
         oracle = chunks[r["oracle_id"]]
-        assert [m["role"] for m in r["messages"]] == ["system", "user", "assistant"]
-        assert len(r["context_ids"]) == SMALL.k + 1
+        messages = example_messages(r)
+        assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+        context_ids = [d["chunk_id"] for d in r["context"]]
+        assert len(context_ids) == SMALL.k + 1
         assert r["oracle_doc_id"] not in r["distractor_doc_ids"]
-        assert (r["oracle_id"] in r["context_ids"]) == r["oracle_present"]
-        assert (oracle.text in r["messages"][1]["content"]) == r["oracle_present"]
+        assert (r["oracle_id"] in context_ids) == r["oracle_present"]
+        assert (oracle.text in messages[1]["content"]) == r["oracle_present"]
+        if r["oracle_present"]:
+            assert context_ids[r["oracle_position"] - 1] == r["oracle_id"]
+        else:
+            assert r["oracle_position"] is None
+        assert all(d["text"] == chunks[d["chunk_id"]].text for d in r["context"]), "documents are stored as data, verbatim"
         hits = [h.chunk_id for h in index.search(embedder.encode([r["question"]])[0], SMALL.candidates)]
         for chunk_id, rank in zip(r["distractor_ids"], r["distractor_ranks"]):
             # Hard negatives come from retrieval; only a corpus too small to fill k adds random ones.
             assert hits.index(chunk_id) + 1 == rank if rank else ds.card["distractors"]["short_hard"]
-        parsed = parse_output(r["messages"][2]["content"])
+        parsed = parse_output(r["target"])
         assert parsed.well_formed
         if r["oracle_present"]:
             assert parsed.answer == r["answer"] and parsed.quotes
@@ -72,8 +79,8 @@ def test_restricted_documents_never_enter_unless_the_audience_may_see_them(index
     restricted = {cid for cid, c in chunks.items() if c.access != ["public"]}
     ds = build_dataset(index, embedder, QUESTIONS, SMALL)
     for r in ds.train + ds.eval:
-        assert not restricted & set(r["context_ids"])
-        assert all(c.text not in r["messages"][1]["content"] for c in chunks.values() if c.chunk_id in restricted)
+        assert not restricted & {d["chunk_id"] for d in r["context"]}
+        assert all(c.text not in example_messages(r)[1]["content"] for c in chunks.values() if c.chunk_id in restricted)
     hr = build_dataset(index, embedder, QUESTIONS, DatasetSettings(k=2, candidates=8, audience=("public", "hr")))
     assert "q4" in {r["id"] for r in hr.train + hr.eval}
     assert hr.card["dropped"]["restricted"] == 1  # kb-3 is for [internal]
@@ -103,14 +110,14 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(index, embedd
 def test_direct_style_answers_without_reasoning(index, embedder):
     ds = build_dataset(index, embedder, QUESTIONS, DatasetSettings(k=2, candidates=8, style="direct", p=1.0))
     for r in ds.train + ds.eval:
-        assert r["messages"][2]["content"] == f"<ANSWER>: {r['answer']}"
-        assert "Reply with one line" in r["messages"][0]["content"]
+        assert r["target"] == f"<ANSWER>: {r['answer']}" and r["style"] == "direct"
+        assert "Reply with one line" in example_messages(r)[0]["content"]
 
 
 def test_memorize_mode_keeps_the_reasoning_without_the_oracle(index, embedder):
     ds = build_dataset(index, embedder, QUESTIONS, DatasetSettings(k=2, candidates=8, p=0.0, no_oracle="memorize"))
     for r in ds.train + ds.eval:
-        assert not r["oracle_present"] and parse_output(r["messages"][2]["content"]).answer == r["answer"]
+        assert not r["oracle_present"] and parse_output(r["target"]).answer == r["answer"]
 
 
 def test_unknown_sources_are_named_by_line(index, embedder):
@@ -133,7 +140,7 @@ def test_teacher_reasoning_is_verified_repaired_or_dropped(index, embedder, tmp_
     assert ds.card["quotes"]["repaired"] == len(ds.train + ds.eval) > 0  # every sloppy quote snapped back
     assert ds.card["dropped"]["teacher_unrepairable_quote"] == 1  # the fabricated one
     for r in ds.train + ds.eval:
-        assert all(q in chunks[r["oracle_id"]].text for q in parse_output(r["messages"][2]["content"]).quotes)
+        assert all(q in chunks[r["oracle_id"]].text for q in parse_output(r["target"]).quotes)
     assert ds.card["sources"]["teacher"]["model"] == "scripted"
 
 

@@ -56,7 +56,7 @@ def test_quotes_are_verbatim_up_to_whitespace_only():
 
 def test_scoring_a_well_formed_output():
     output = "The manual says ##begin_quote##accepts an inlet pressure of at most 16 bar##end_quote##.\n<ANSWER>: 16 bar"
-    s = score_output(output, "16 bar", [DOC])
+    s = score_output(output, ["16 bar"], [DOC])
     assert (s.prediction, s.parsed, s.em, s.f1, s.contained, s.quotes, s.quotes_verbatim) == ("16 bar", True, 1.0, 1.0, 1.0, 1, 1)
 
 
@@ -71,21 +71,21 @@ def test_scoring_a_well_formed_output():
     ],
 )
 def test_scoring_malformed_outputs(output, prediction, parsed, quotes, verbatim):
-    s = score_output(output, "16 bar", [DOC])
+    s = score_output(output, ["16 bar"], [DOC])
     assert (s.prediction, s.parsed, s.quotes, s.quotes_verbatim) == (prediction, parsed, quotes, verbatim)
 
 
 def test_summary_counts_faithfulness_over_quotes_not_answers():
     scores = [
-        score_output("##begin_quote##16 bar##end_quote## ##begin_quote##IP65##end_quote##\n<ANSWER>: 16 bar", "16 bar", [DOC]),
-        score_output("##begin_quote##IP99##end_quote##\n<ANSWER>: 12 bar", "16 bar", [DOC]),
-        score_output("no idea", "16 bar", [DOC]),
+        score_output("##begin_quote##16 bar##end_quote## ##begin_quote##IP65##end_quote##\n<ANSWER>: 16 bar", ["16 bar"], [DOC]),
+        score_output("##begin_quote##IP99##end_quote##\n<ANSWER>: 12 bar", ["16 bar"], [DOC]),
+        score_output("no idea", ["16 bar"], [DOC]),
     ]
     m = summarize(scores)
     assert m["n"] == 3 and m["em"] == pytest.approx(1 / 3, abs=1e-4)
     assert m["quote_faithfulness"] == pytest.approx(2 / 3, abs=1e-4)  # 2 of 3 quotes
     assert m["answer_parse_rate"] == pytest.approx(2 / 3, abs=1e-4)
-    assert summarize([score_output("<ANSWER>: 16 bar", "16 bar", [DOC])])["quote_faithfulness"] is None
+    assert summarize([score_output("<ANSWER>: 16 bar", ["16 bar"], [DOC])])["quote_faithfulness"] is None
 
 
 # --- planning and summaries ----------------------------------------------------------------
@@ -119,7 +119,31 @@ def test_retrieval_scores_recall_by_k_and_mrr():
 
 def row(setting, k, f1, quotes=1, verbatim=1):
     return {"setting": setting, "k": k, "prediction": "p", "parsed": True, "em": float(f1 == 1), "f1": f1, "contained": 0.0,
-            "quotes": quotes, "quotes_verbatim": verbatim, "latency_s": 1.0, "completion_tokens": 10, "finish_reason": "stop"}
+            "quotes": quotes, "quotes_verbatim": verbatim, "latency_s": 1.0, "completion_tokens": 10, "finish_reason": "stop",
+            "answer_in_quote": False, "abstained": False, "answer_in_context": True}
+
+
+def test_every_setting_row_covers_all_its_questions_whatever_the_oracle_context_size():
+    # An oracle row's k is its own context size: 60 questions with contexts of 2 to 5 documents are one row of n=60.
+    rows = [row("oracle", 2 + n % 4, 1.0) for n in range(60)] + [row("closed_book", None, 0.0, 0, 0) for _ in range(60)]
+    settings, _ = summarize_rows(rows, k=5)
+    assert settings["oracle"]["n"] == 60 and settings["closed_book"]["n"] == 60
+
+
+def test_scores_take_the_best_gold_answer_and_report_grounding_and_abstention():
+    doc = ContextDoc("The crisis began in October 1973 when OAPEC declared an embargo.", "Oil", "oil.md")
+    golds = ["October 1973", "1973", "October"]
+    best = score_output("##begin_quote##The crisis began in October 1973 when OAPEC declared an embargo.##end_quote##\n<ANSWER>: 1973", golds, [doc])
+    assert (best.em, best.f1, best.answer_in_quote, best.abstained, best.answer_in_context) == (1.0, 1.0, True, False, True)
+    unquoted = score_output("##begin_quote##OAPEC declared an embargo.##end_quote##\n<ANSWER>: October 1973", golds, [doc])
+    assert unquoted.em == 1.0 and not unquoted.answer_in_quote, "the answer is not in what the model quoted"
+    wrong_idk = score_output("None of the documents says.\n<ANSWER>: I don't know", golds, [doc])
+    right_idk = score_output("<ANSWER>: I don't know.", golds, [ContextDoc("Nothing relevant here.")])
+    guess = score_output("<ANSWER>: 1980", golds, [ContextDoc("Nothing relevant here.")])
+    m = summarize([best, unquoted, wrong_idk, right_idk, guess])
+    assert m["wrong_idk"] == pytest.approx(1 / 5, abs=1e-4) and m["idk"] == pytest.approx(2 / 5, abs=1e-4)
+    assert m["idk_without_answer"] == pytest.approx(1 / 2, abs=1e-4), "of the two misses without the answer in context, one abstained"
+    assert m["answer_in_quote"] == pytest.approx(1 / 3, abs=1e-4), "over the three answers that are not abstentions"
 
 
 def test_summaries_take_the_main_k_and_keep_the_sweep():

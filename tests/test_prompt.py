@@ -6,6 +6,8 @@ from training.prompt import (
     ANSWER_PREFIX,
     ContextDoc,
     build_messages,
+    example_docs,
+    example_messages,
     format_answer,
     parse_output,
     quote,
@@ -60,3 +62,37 @@ def test_format_then_parse_round_trip():
 def test_parser_on_malformed_outputs(output, answer, quotes, well_formed):
     parsed = parse_output(output)
     assert (parsed.answer, parsed.quotes, parsed.well_formed) == (answer, quotes, well_formed)
+
+
+def test_a_stored_example_renders_through_this_module():
+    example = {"question": "How fast is the P200?", "style": "cot", "target": "<ANSWER>: 42 litres per minute",
+               "context": [{"chunk_id": "c1", "doc_id": "pump", "text": DOCS[0].text, "title": DOCS[0].title, "source": DOCS[0].source}]}
+    assert example_messages(example) == build_messages("How fast is the P200?", DOCS[:1], "cot", "<ANSWER>: 42 litres per minute")
+    assert example_docs(example) == DOCS[:1]
+
+
+def test_the_prompt_format_fingerprint_follows_the_rendering(monkeypatch):
+    import training.prompt as prompt
+
+    assert prompt._format_fingerprint() == prompt.PROMPT_FORMAT
+    monkeypatch.setitem(prompt.SYSTEM_PROMPT, "cot", prompt.SYSTEM_PROMPT["cot"] + " Be brief.")
+    assert prompt._format_fingerprint() != prompt.PROMPT_FORMAT
+    monkeypatch.undo()
+    monkeypatch.setattr(prompt, "ANSWER_PREFIX", "<FINAL>:")
+    assert prompt._format_fingerprint() != prompt.PROMPT_FORMAT
+
+
+def test_a_dataset_of_another_prompt_format_is_refused(tmp_path):
+    import json
+
+    from training.dataset_folder import DATASET_FORMAT, DatasetFolderError, check_format
+
+    for name in ("train.jsonl", "eval.jsonl"):
+        (tmp_path / name).write_text("")
+    card = {"format": DATASET_FORMAT, "sources": {"prompt_format": "0123456789abcdef"}}
+    (tmp_path / "dataset_card.json").write_text(json.dumps(card))
+    with pytest.raises(DatasetFolderError, match="prompt format 0123456789abcdef.*rebuild it with `raft dataset`"):
+        check_format(tmp_path)
+    (tmp_path / "dataset_card.json").write_text(json.dumps({**card, "format": 1}))
+    with pytest.raises(DatasetFolderError, match="format 1"):
+        check_format(tmp_path)

@@ -11,6 +11,17 @@ def test_reads_items_with_optional_fields(tmp_path):
     a, b = read_qa_file(f)
     assert (a.id, a.question, a.answer, a.source, a.extra, a.line) == ("q1", "Q?", "A", "a.md", {"level": 2}, 1)
     assert (b.id, b.source, b.line) == ("line-3", None, 3)
+    assert (a.answers, b.answers) == (("A",), ("B",))
+
+
+def test_every_gold_answer_is_kept_answer_first(tmp_path):
+    f = tmp_path / "qa.jsonl"
+    f.write_text('{"question": "When?", "answer": "October 1973", "answers": ["1973", "October 1973", " October "]}\n')
+    [item] = read_qa_file(f)
+    assert item.answers == ("October 1973", "1973", "October")
+    f.write_text('{"question": "When?", "answer": "x", "answers": "x"}\n')
+    with pytest.raises(QAFileError, match="line 1: field 'answers'"):
+        read_qa_file(f)
 
 
 def test_every_bad_line_is_named(tmp_path):

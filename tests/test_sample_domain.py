@@ -72,8 +72,8 @@ def test_sample_dataset_keeps_the_raft_invariants(sample_dataset):
         assert r["oracle_doc_id"] not in r["distractor_doc_ids"]
         assert len(r["distractor_ids"]) == 4 + (not r["oracle_present"])
         assert all(rank is not None and rank <= 24 for rank in r["distractor_ranks"])  # all retrieved
-        assert not restricted & set(r["context_ids"])
-        assert all(q in oracle.text for q in parse_output(r["messages"][-1]["content"]).quotes)
+        assert not restricted & {d["chunk_id"] for d in r["context"]}
+        assert all(q in oracle.text for q in parse_output(r["target"]).quotes)
     for r in train:
         assert r["oracle_doc_id"] not in eval_docs and not eval_docs & set(r["distractor_doc_ids"])
     assert card["dropped"].get("restricted", 0) >= 15  # the hr/internal/finance questions

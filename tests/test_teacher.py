@@ -56,7 +56,7 @@ def test_refused_credentials_fail_at_once_with_a_hint(tmp_path):
 
 def test_unreachable_teacher_names_the_url(tmp_path):
     settings = TeacherSettings(base_url="http://127.0.0.1:9/v1", model="m", max_retries=0)
-    with pytest.raises(TeacherError, match="cannot reach the teacher at http://127.0.0.1:9/v1"):
+    with pytest.raises(TeacherError, match="teacher: cannot reach http://127.0.0.1:9/v1"):
         Teacher(settings, tmp_path / "c.jsonl").questions(CHUNKS[:1])
 
 

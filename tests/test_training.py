@@ -20,9 +20,9 @@ from flows.cli import main
 from tests.conftest import REPO
 from training import trainer
 from training.dataset_folder import read_examples
-from training.prompt import parse_user_message
+from training.prompt import example_docs, example_messages
 from training.registry import get_version, list_versions
-from training.tokenization import IGNORE, oracle_position, tokenize_example
+from training.tokenization import IGNORE, tokenize_example
 from training.trainer import TrainSettings, train
 
 # Small and fast: short sequences, no dropout (the resume test compares weights exactly).
@@ -52,10 +52,10 @@ def subset(dataset: Path, dest: Path, n_train: int, n_eval: int) -> Path:
 def test_only_the_answer_and_its_end_of_turn_carry_loss(llm_tokenizer, small_dataset):
     tokenizer = llm_tokenizer
     for record in read_examples(small_dataset, "train"):
-        ex = tokenize_example(tokenizer, record["messages"], 4096)
+        ex = tokenize_example(tokenizer, record, 4096)
         trained = [i for i, label in enumerate(ex.labels) if label != IGNORE]
         assert trained == list(range(trained[0], trained[-1] + 1)), "the answer is one contiguous span"
-        assert tokenizer.decode([ex.input_ids[i] for i in trained]) == record["messages"][2]["content"] + "<|im_end|>"
+        assert tokenizer.decode([ex.input_ids[i] for i in trained]) == record["target"] + "<|im_end|>"
         prompt = tokenizer.decode(ex.input_ids[: trained[0]])
         assert prompt.endswith("<|im_start|>assistant\n"), "everything before the answer, header included, is masked"
         assert record["question"] in prompt and "<|im_start|>system" in prompt
@@ -65,19 +65,19 @@ def test_only_the_answer_and_its_end_of_turn_carry_loss(llm_tokenizer, small_dat
 def test_truncation_cuts_distractors_never_the_oracle_or_the_answer(llm_tokenizer, small_dataset):
     tokenizer = llm_tokenizer
     record = next(r for r in read_examples(small_dataset, "train") if r["oracle_present"])
-    full = tokenize_example(tokenizer, record["messages"], 4096)
-    docs, _ = parse_user_message(record["messages"][1]["content"])
-    oracle = docs[oracle_position(record) - 1]
-    distractor = next(d for n, d in enumerate(docs, start=1) if n != oracle_position(record))
+    full = tokenize_example(tokenizer, record, 4096)
+    docs = example_docs(record)
+    oracle = docs[record["oracle_position"] - 1]
+    distractor = next(d for n, d in enumerate(docs, start=1) if n != record["oracle_position"])
 
-    cut = tokenize_example(tokenizer, record["messages"], len(full.input_ids) - 20, keep_doc=oracle_position(record))
+    cut = tokenize_example(tokenizer, record, len(full.input_ids) - 20)
     assert cut.truncated and len(cut.input_ids) <= len(full.input_ids) - 20
     text = tokenizer.decode(cut.input_ids)
     assert oracle.text in text and distractor.text not in text
     assert cut.n_trained == full.n_trained
     assert text.count("<DOCUMENT") == len(docs), "documents keep their numbers: the answer cites them"
 
-    assert tokenize_example(tokenizer, record["messages"], 64, keep_doc=oracle_position(record)) is None
+    assert tokenize_example(tokenizer, record, 64) is None
 
 
 # --- training ------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ def test_vllm_on_cpu_serves_the_adapter(trained, base_model, small_dataset, tmp_
         assert {"base", version.name} <= served
         reply = httpx.post(
             f"{server.url}/chat/completions",
-            json={"model": version.name, "messages": record["messages"][:2], "max_tokens": 24, "temperature": 0},
+            json={"model": version.name, "messages": example_messages(record)[:2], "max_tokens": 24, "temperature": 0},
             timeout=300,
         )
     assert reply.status_code == 200, reply.text
@@ -194,7 +194,7 @@ def test_right_padding_without_a_mask_changes_no_loss(base_model, small_dataset,
 
     model = AutoModelForCausalLM.from_pretrained(base_model.path).eval()
     records = read_examples(small_dataset, "train")[:2]
-    batch = [tokenize_example(llm_tokenizer, r["messages"], 4096) for r in records]
+    batch = [tokenize_example(llm_tokenizer, r, 4096) for r in records]
     assert len(batch[0].input_ids) != len(batch[1].input_ids)
     with torch.no_grad():
         together = trainer._loss_sum(model, batch, torch.device("cpu"))

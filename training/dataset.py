@@ -32,7 +32,8 @@ from typing import Any, Literal
 from retrieval.embedding import Embedder
 from retrieval.qa import QAItem
 from retrieval.store import ChunkStore, Hit
-from training.prompt import SYSTEM_PROMPT, AnswerStyle, build_messages, chunk_title, context_doc
+from training.dataset_folder import DATASET_FORMAT
+from training.prompt import PROMPT_FORMAT, SYSTEM_PROMPT, AnswerStyle, chunk_title, context_doc
 from training.quotes import abstain_answer, check_quotes, evidence_span, extractive_answer
 from training.teacher import Teacher
 from training.textmatch import find_span, jaccard, normalize_answer
@@ -349,9 +350,13 @@ def _record(ex: _Example, style: AnswerStyle) -> dict[str, Any]:
     rank = {h.chunk_id: n for n, h in enumerate(ex.hits, start=1)}
     return {
         "id": ex.question.id,
-        "messages": build_messages(ex.question.question, [context_doc(c) for c in ex.context], style, ex.answer),
         "question": ex.question.question,
         "answer": ex.question.answer,
+        # The example as data; training and evaluation render the prompt from it (training/prompt.py).
+        "context": [{"chunk_id": c.chunk_id, "doc_id": c.doc_id, **asdict(context_doc(c))} for c in ex.context],
+        "oracle_position": _position(ex) if ex.present else None,
+        "style": style,
+        "target": ex.answer,
         "oracle_id": ex.oracle.chunk_id,
         "oracle_doc_id": ex.oracle.doc_id,
         "oracle_source": ex.oracle.source,
@@ -360,7 +365,6 @@ def _record(ex: _Example, style: AnswerStyle) -> dict[str, Any]:
         "distractor_doc_ids": [c.doc_id for c in distractors],
         # Retrieval rank of each distractor for this question (1 = top); None: drawn at random.
         "distractor_ranks": [rank.get(c.chunk_id) for c in distractors],
-        "context_ids": [c.chunk_id for c in ex.context],
         "origin": ex.question.origin,
     }
 
@@ -382,7 +386,7 @@ def _card(
 
     index_blob = json.dumps(sorted((d.doc_id, sorted(d.version_hashes)) for d in indexed.values()))
     return {
-        "format": 1,
+        "format": DATASET_FORMAT,
         "counts": {
             "questions": len(questions),
             "from_qa": origins["qa"],
@@ -400,7 +404,7 @@ def _card(
         "sources": {
             **sources,
             "index": hashlib.sha256(index_blob.encode()).hexdigest(),
-            "prompt_format": hashlib.sha256(json.dumps(SYSTEM_PROMPT, sort_keys=True).encode()).hexdigest(),
+            "prompt_format": PROMPT_FORMAT,
             "teacher": None if teacher is None else {"model": teacher.settings.model, "base_url": teacher.settings.base_url},
         },
     }

@@ -15,11 +15,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from training.prompt import PROMPT_FORMAT
+
 if TYPE_CHECKING:  # training reads dataset folders without the retrieval stack (GPU machines, launchers)
     from training.dataset import Dataset
 
 FILES = ("train.jsonl", "eval.jsonl", "dataset_card.json")
 LATEST = "LATEST"
+DATASET_FORMAT = 2  # 2: examples as data (question, context documents, oracle position, answer turn)
 
 
 class DatasetFolderError(ValueError):
@@ -65,6 +68,21 @@ def check_dataset(path: Path) -> Path:
     missing = [name for name in FILES if not (path / name).is_file()]
     if missing:
         raise DatasetFolderError(f"{path} is not a dataset folder (missing {', '.join(missing)}): run `raft dataset`")
+    return path
+
+
+def check_format(path: Path) -> Path:
+    """`path` if its examples can be rendered by this code's prompt module, else DatasetFolderError:
+    the answer turns were written in the prompt format the dataset was built with."""
+    sources = read_card(path).get("sources", {})
+    built, fmt = sources.get("prompt_format"), read_card(path).get("format")
+    if fmt != DATASET_FORMAT:
+        raise DatasetFolderError(f"{path} is a dataset of format {fmt}; this version reads format {DATASET_FORMAT}: rebuild it with `raft dataset`")
+    if built != PROMPT_FORMAT:
+        raise DatasetFolderError(
+            f"{path} was built with prompt format {built}, but this code renders prompt format {PROMPT_FORMAT} "
+            "(training/prompt.py changed): rebuild it with `raft dataset`"
+        )
     return path
 
 

@@ -22,18 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 
 from retrieval.embedding import Embedder
 from retrieval.qa import QAItem
 from retrieval.search import search_many
 from retrieval.store import ChunkStore, Hit
-from serving.generation import Completion, Sampling, complete
+from serving.generation import Completion, Sampling, complete, model_client
+from serving.grounding import Grounding, request_fields
 from training.dataset import find_oracle, resolve_sources
 from training.dataset import questions_from_qa as qa_questions
-from training.dataset_folder import read_examples
+from training.dataset_folder import check_format, read_examples
 from training.metrics import AnswerScore, score_output, summarize
-from training.prompt import ContextDoc, build_messages, context_doc, parse_user_message
+from training.prompt import ContextDoc, build_messages, context_doc, example_docs
 
 SETTINGS = ("closed_book", "rag", "raft_rag", "oracle", "dsf")
 TUNED_SETTINGS = ("raft_rag", "oracle")  # need a tuned model
@@ -51,6 +51,12 @@ class EvalQuestion:
     answer: str
     source_docs: tuple[str, ...]  # document ids that hold the answer (empty when unknown)
     oracle_context: tuple[ContextDoc, ...] | None  # the oracle among distractors; None when unknown
+    answers: tuple[str, ...] = ()  # every gold answer (scores take the best); () means (answer,)
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """The gold answers a prediction is scored against."""
+        return self.answers or (self.answer,)
 
 
 @dataclass(frozen=True)
@@ -77,14 +83,14 @@ def questions_from_dataset(dataset_dir: Path, store: ChunkStore) -> list[EvalQue
     Where the example left the oracle out (probability 1 - P), the oracle chunk is fetched
     from the index and put in place of one distractor.
     """
-    records = read_examples(dataset_dir, "eval")
+    records = read_examples(check_format(dataset_dir), "eval")
     if not records:
         raise EvaluationError(f"{dataset_dir}/eval.jsonl has no examples: build the dataset with dataset.eval_share > 0")
     missing = {r["oracle_doc_id"] for r in records if not r["oracle_present"]}
     chunks = {c.chunk_id: c for c in store.chunks(doc_ids=sorted(missing))} if missing else {}
     questions = []
     for r in records:
-        docs, _ = parse_user_message(r["messages"][1]["content"])
+        docs = example_docs(r)
         if not r["oracle_present"]:
             oracle = chunks.get(r["oracle_id"])
             docs = _insert(docs[1:], context_doc(oracle), r["id"]) if oracle is not None else None
@@ -105,14 +111,14 @@ def questions_from_qa(
         by_doc.setdefault(chunk.doc_id, []).append(chunk)
     results = search_many(store, embedder, [q.question for q in questions], candidates, groups)
     out = []
-    for q, hits in zip(questions, results):
+    for item, q, hits in zip(items, questions, results):
         docs = sources.get(q.source, ()) if q.source else ()
         oracle, _ = find_oracle(q, hits, by_doc, docs) if docs else (None, "")
         context = None
         if oracle is not None:
             distractors = [context_doc(h) for h in hits if h.doc_id != oracle.doc_id][: k - 1]
             context = tuple(_insert(distractors, context_doc(oracle), q.id))
-        out.append(EvalQuestion(q.id, q.question, q.answer, docs, context))
+        out.append(EvalQuestion(q.id, q.question, q.answer, docs, context, item.answers))
     return out
 
 
@@ -137,25 +143,32 @@ def plan_jobs(
 
 
 def run_jobs(
-    jobs: Sequence[Job], base_url: str, sampling: Sampling, concurrency: int, on_done: Callable[[], None] = lambda: None
+    jobs: Sequence[Job], base_url: str, sampling: Sampling, concurrency: int, grounding: Grounding = "constrained",
+    on_done: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
-    """Ask the server every job (`concurrency` at a time); one scored row per job, in job order."""
+    """Ask the server every job (`concurrency` at a time) with `grounding`, as the gateway asks;
+    one scored row per job, in job order."""
 
     def ask(job: Job) -> dict[str, Any]:
         messages = build_messages(job.question.question, job.docs)
-        done = complete(client, base_url, job.model, messages, sampling)
+        done = complete(client, job.model, messages, sampling, request_fields(job.docs, grounding) or None)
         on_done()
-        return _row(job, done, score_output(done.text, job.question.answer, job.docs))
+        return _row(job, done, score_output(done.text, job.question.references, job.docs))
 
-    with httpx.Client(timeout=httpx.Timeout(900, connect=10)) as client, ThreadPoolExecutor(concurrency) as pool:
+    with model_client(base_url) as client, ThreadPoolExecutor(concurrency) as pool:
         return list(pool.map(ask, jobs))
 
 
 def summarize_rows(rows: Sequence[dict[str, Any]], k: int) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Metrics per setting (rag and raft_rag at `k`), and per k of the sweep for rag and raft_rag."""
+    """Metrics per setting (rag and raft_rag at `k`), and per k of the sweep for rag and raft_rag.
+
+    Only rag and raft_rag are grouped by k: an oracle row's k is the size of its own context,
+    which differs between questions, and every setting's row covers all of its questions.
+    """
     groups: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["setting"], row["k"]), []).append(row)
+        swept = row["setting"] in ("rag", "raft_rag")
+        groups.setdefault((row["setting"], row["k"] if swept else None), []).append(row)
     settings: dict[str, Any] = {}
     sweep: dict[str, dict[str, Any]] = {}
     for (setting, row_k), group in groups.items():
@@ -186,7 +199,11 @@ def retrieval_scores(questions: Sequence[EvalQuestion], hits: Sequence[Sequence[
 
 
 def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    scores = [AnswerScore(r["prediction"], r["parsed"], r["em"], r["f1"], r["contained"], r["quotes"], r["quotes_verbatim"]) for r in rows]
+    scores = [
+        AnswerScore(r["prediction"], r["parsed"], r["em"], r["f1"], r["contained"], r["quotes"], r["quotes_verbatim"],
+                    r["answer_in_quote"], r["abstained"], r["answer_in_context"])
+        for r in rows
+    ]
     n = len(rows)
     return {
         **summarize(scores),
@@ -202,6 +219,8 @@ def _row(job: Job, done: Completion, score: AnswerScore) -> dict[str, Any]:
         "question": job.question.question, "reference": job.question.answer, "output": done.text,
         "prediction": score.prediction, "parsed": score.parsed, "em": score.em, "f1": round(score.f1, 4),
         "contained": score.contained, "quotes": score.quotes, "quotes_verbatim": score.quotes_verbatim,
+        "answer_in_quote": score.answer_in_quote, "abstained": score.abstained, "answer_in_context": score.answer_in_context,
+        "references": list(job.question.references),
         "context_sources": [d.source for d in job.docs],
         "latency_s": round(done.latency_s, 3), "prompt_tokens": done.prompt_tokens,
         "completion_tokens": done.completion_tokens, "finish_reason": done.finish_reason,

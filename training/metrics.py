@@ -1,9 +1,11 @@
-"""Answer metrics: SQuAD-style exact match and token F1, answer containment, quote faithfulness.
+"""Answer metrics: SQuAD-style exact match and token F1, answer containment, quote faithfulness,
+whether the answer comes from the model's own quotes, and how it abstains.
 
 A model output is scored through the shared parser (training/prompt.py): the prediction is
 the text after `<ANSWER>:`, or, when the model never wrote that line, its whole output (so
 a base model that answers in free text still gets credit for what it says; the parse rate
-reports the format separately).
+reports the format separately). With several gold answers (SQuAD), each score is the best
+over them, as SQuAD's own script does.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from training.prompt import ContextDoc, parse_output
+from training.prompt import UNKNOWN_ANSWER, ContextDoc, parse_output
 from training.textmatch import answer_tokens, normalize_answer
 
 
@@ -25,6 +27,9 @@ class AnswerScore:
     contained: float  # the reference answer occurs in the prediction
     quotes: int
     quotes_verbatim: int  # quotes found word for word in the documents the model was given
+    answer_in_quote: bool = False  # the prediction occurs in one of the output's own quotes
+    abstained: bool = False  # the prediction is "I don't know"
+    answer_in_context: bool = False  # a gold answer occurs in the documents the model was given
 
 
 def exact_match(prediction: str, reference: str) -> float:
@@ -56,30 +61,50 @@ def quote_is_verbatim(quote: str, docs: Sequence[ContextDoc]) -> bool:
     return bool(needle) and any(needle in " ".join(d.text.split()) for d in docs)
 
 
-def score_output(output: str, reference: str, docs: Sequence[ContextDoc]) -> AnswerScore:
-    """Score one model output against the reference answer and the documents it was shown."""
+def is_abstention(prediction: str) -> bool:
+    """Whether the prediction says "I don't know" (in any case or punctuation)."""
+    return normalize_answer(prediction) in _ABSTENTIONS
+
+
+_ABSTENTIONS = {normalize_answer(UNKNOWN_ANSWER), normalize_answer("I do not know")}
+
+
+def score_output(output: str, references: Sequence[str], docs: Sequence[ContextDoc]) -> AnswerScore:
+    """Score one model output against the gold answers (the best of them) and the documents it was shown."""
     parsed = parse_output(output)
     prediction = parsed.answer if parsed.answer is not None else output.strip()
     verbatim = sum(quote_is_verbatim(q, docs) for q in parsed.quotes)
     return AnswerScore(
         prediction=prediction,
         parsed=parsed.answer is not None,
-        em=exact_match(prediction, reference),
-        f1=token_f1(prediction, reference),
-        contained=answer_contained(prediction, reference),
+        em=max(exact_match(prediction, r) for r in references),
+        f1=max(token_f1(prediction, r) for r in references),
+        contained=max(answer_contained(prediction, r) for r in references),
         quotes=len(parsed.quotes),
         quotes_verbatim=verbatim,
+        answer_in_quote=any(answer_contained(q, prediction) for q in parsed.quotes),
+        abstained=is_abstention(prediction),
+        answer_in_context=any(answer_contained(d.text, r) for d in docs for r in references),
     )
 
 
 def summarize(scores: Sequence[AnswerScore]) -> dict[str, float | int | None]:
-    """Means over questions; quote faithfulness over all quotes (None when no output quoted)."""
+    """Means over questions; quote faithfulness over all quotes (None when no output quoted).
+
+    Besides the answer scores: `answer_in_quote`, the share of answers (abstentions left out)
+    that occur in one of the output's own quotes; `wrong_idk`, the share of all answers that
+    say "I don't know" although a gold answer was in the documents; `idk_without_answer`,
+    where no gold answer was in the documents, the share of "I don't know" among the
+    answers that were not right (abstaining instead of guessing wrong).
+    """
     n = len(scores)
     quotes = sum(s.quotes for s in scores)
 
     def mean(values: list[float]) -> float | None:
-        return round(sum(values) / n, 4) if n else None
+        return round(sum(values) / len(values), 4) if values else None
 
+    answered = [s for s in scores if not s.abstained]
+    unanswerable_misses = [s for s in scores if not s.answer_in_context and not s.contained]
     return {
         "n": n,
         "em": mean([s.em for s in scores]),
@@ -88,4 +113,9 @@ def summarize(scores: Sequence[AnswerScore]) -> dict[str, float | int | None]:
         "answer_parse_rate": mean([float(s.parsed) for s in scores]),
         "quote_faithfulness": round(sum(s.quotes_verbatim for s in scores) / quotes, 4) if quotes else None,
         "quotes_per_answer": mean([float(s.quotes) for s in scores]),
+        "answer_in_quote": mean([float(s.answer_in_quote) for s in answered]) if quotes else None,
+        "answer_in_context": mean([float(s.answer_in_context) for s in scores]),
+        "idk": mean([float(s.abstained) for s in scores]),
+        "wrong_idk": mean([float(s.abstained and s.answer_in_context) for s in scores]),
+        "idk_without_answer": mean([float(s.abstained) for s in unanswerable_misses]),
     }

@@ -12,14 +12,21 @@ A model sees exactly this at train time and at serve time:
 
 `parse_output` reads a model's output back: the final answer, the quotes, and whether the
 output kept the format.
+
+Datasets store examples as data (question, context documents, oracle position, the answer
+turn); `example_messages` renders them with this module at train and eval time, and
+`PROMPT_FORMAT` fingerprints the rendering, so that data, models and the server can be
+checked to speak the same format.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from retrieval.store import Hit
@@ -150,3 +157,28 @@ def parse_output(output: str) -> ParsedOutput:
 
 def _attr(value: str) -> str:
     return value.replace('"', "'").replace("\n", " ")
+
+
+def example_docs(example: Mapping[str, Any]) -> list[ContextDoc]:
+    """The context documents of a stored example, in the order the model sees them."""
+    return [ContextDoc(d["text"], d.get("title", ""), d.get("source", "")) for d in example["context"]]
+
+
+def example_messages(example: Mapping[str, Any], docs: Sequence[ContextDoc] | None = None) -> list[dict[str, str]]:
+    """A stored example rendered as chat messages, the answer turn last; `docs` replaces its
+    documents (a shortened context)."""
+    return build_messages(example["question"], example_docs(example) if docs is None else docs, example["style"], example["target"])
+
+
+def _format_fingerprint() -> str:
+    """A hash of how this module renders a prompt and an answer, in every style: any change to the
+    system prompts, the document block, the question line, quotes or the answer line changes it."""
+    doc = ContextDoc("Text.", "Title", "a.md")
+    rendered = [
+        build_messages("Q?", [doc], style, format_answer(answer, f"Because {quote(doc.text)}", style))
+        for style in ANSWER_STYLES for answer in ("A", UNKNOWN_ANSWER)
+    ]
+    return hashlib.sha256(json.dumps([rendered, QUOTE_PATTERN.pattern], sort_keys=True).encode()).hexdigest()[:16]
+
+
+PROMPT_FORMAT = _format_fingerprint()

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from training.base_model import BaseModel
-from training.dataset_folder import dataset_hash, read_card
+from training.dataset_folder import check_format, dataset_hash, read_card
+from training.prompt import PROMPT_FORMAT
 from training.registry import Version, code_version, register
 from training.trainer import CHECKPOINTS, TrainSettings, settings_dict, train
 
@@ -36,6 +37,7 @@ def run_training(
     others return None).
     """
     began = time.perf_counter()
+    check_format(dataset_dir)
     digest = dataset_hash(dataset_dir)
     config = settings_dict(settings)
     key = hashlib.sha256(json.dumps({"dataset": digest, "base": base.sha256, "settings": config}, sort_keys=True).encode()).hexdigest()[:16]
@@ -63,6 +65,7 @@ def run_training(
             "resumed": resume,
         },
         "serving": {"max_lora_rank": settings.lora_rank},  # vLLM's --max-lora-rank must be at least this
+        "prompt_format": PROMPT_FORMAT,  # what the version was trained to read; evaluation checks it
         "libraries": {name: importlib.metadata.version(name) for name in ("torch", "transformers", "peft", "accelerate")},
         **code_version(),
     }

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import openai
 
+from serving.generation import GenerationError, Sampling, complete, model_client
 from training.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE
 
 QUESTION_PROMPT = """Below is a passage from the document "{title}".
@@ -115,7 +116,7 @@ class Teacher:
         todo = {key: messages for key, messages in zip(keys, requests) if key not in replies}
         if todo:
             with (
-                httpx.Client(timeout=self.settings.timeout_s, headers=self._headers()) as client,
+                model_client(self.settings.base_url, self.settings.timeout_s, self.settings.api_key) as client,
                 ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool,
                 tqdm(total=len(todo), desc=label, unit="call", disable=not progress) as bar,
             ):
@@ -145,31 +146,24 @@ class Teacher:
         blob = json.dumps({"model": s.model, "messages": messages, "temperature": s.temperature, "max_tokens": s.max_tokens}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
-
-    def _complete(self, client: httpx.Client, key: str, messages: list[dict[str, str]]) -> str:
+    def _complete(self, client: openai.OpenAI, key: str, messages: list[dict[str, str]]) -> str:
         s = self.settings
-        body = {"model": s.model, "messages": messages, "temperature": s.temperature, "max_tokens": s.max_tokens}
-        url = s.base_url.rstrip("/") + "/chat/completions"
+        sampling = Sampling(max_tokens=s.max_tokens, temperature=s.temperature)
         for attempt in range(s.max_retries + 1):
             with self._lock:
                 self.stats.calls += 1
             wait = _retry_wait(attempt, s.retry_base_s)
             try:
-                response = client.post(url, json=body)
-            except httpx.TransportError as e:
-                problem = f"cannot reach the teacher at {url}: {e}"
+                reply = complete(client, s.model, messages, sampling).text
+            except GenerationError as e:
+                problem = f"teacher: {e}"
+                if e.status is not None and e.status not in (408, 409, 429) and e.status < 500:
+                    hint = " (check teacher.api_key)" if e.status in (401, 403) else ""
+                    raise TeacherError(problem + hint) from None
+                wait = max(wait, e.retry_after)
             else:
-                if response.status_code == 200:
-                    reply = _content(response, url)
-                    self._store(key, reply)  # here, not in the caller: survives an interrupt of the caller
-                    return reply
-                problem = f"the teacher at {url} answered HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code not in (408, 409, 429) and response.status_code < 500:
-                    hint = " (check teacher.api_key)" if response.status_code in (401, 403) else ""
-                    raise TeacherError(problem + hint)
-                wait = max(wait, _retry_after(response))
+                self._store(key, reply)  # here, not in the caller: survives an interrupt of the caller
+                return reply
             if attempt == s.max_retries:
                 raise TeacherError(f"{problem}; gave up after {s.max_retries + 1} tries")
             with self._lock:
@@ -200,23 +194,8 @@ def _read_cache(path: Path) -> dict[str, str]:
     return cache
 
 
-def _content(response: httpx.Response, url: str) -> str:
-    try:
-        content = response.json()["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise TeacherError(f"the teacher at {url} did not return an OpenAI chat completion: {response.text[:200]}") from None
-    return content or ""
-
-
 def _retry_wait(attempt: int, base: float) -> float:
     return min(base * 2**attempt, 60.0) * (0.5 + random.random() / 2)
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return min(float(response.headers.get("retry-after", 0)), 300.0)
-    except ValueError:
-        return 0.0
 
 
 _JSON_LIST = re.compile(r"\[.*\]", re.S)

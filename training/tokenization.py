@@ -13,11 +13,11 @@ never cut. An example that still does not fit is left out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from training.prompt import ContextDoc, parse_user_message, user_message
+from training.prompt import ContextDoc, example_docs, example_messages
 
 IGNORE = -100  # label of tokens without loss
 
@@ -34,22 +34,19 @@ class TokenizedExample:
         return sum(label != IGNORE for label in self.labels)
 
 
-def tokenize_example(tokenizer: Any, messages: list[dict[str, str]], max_len: int, keep_doc: int | None = None) -> TokenizedExample | None:
-    """Token ids and labels of one chat example (last message: the assistant's answer).
+def tokenize_example(tokenizer: Any, example: Mapping[str, Any], max_len: int) -> TokenizedExample | None:
+    """Token ids and labels of one stored example (a dataset row), rendered by the prompt module.
 
-    `keep_doc` is the 1-based position of the oracle document, which truncation never cuts.
-    Returns None when even without distractors the example is longer than `max_len`.
+    The oracle document (the example's `oracle_position`) is never cut. Returns None when even
+    without distractors the example is longer than `max_len`.
     """
-    example = _encode(tokenizer, messages)
-    if len(example.input_ids) <= max_len:
-        return example
-    docs, question = parse_user_message(messages[1]["content"])
-    user = next(i for i, m in enumerate(messages) if m["role"] == "user")
-    for shortened in _shorter_contexts(docs, keep_doc):
-        trial = [*messages[:user], {"role": "user", "content": user_message(question, shortened)}, *messages[user + 1 :]]
-        example = _encode(tokenizer, trial)
-        if len(example.input_ids) <= max_len:
-            return replace(example, truncated=True)
+    encoded = _encode(tokenizer, example_messages(example))
+    if len(encoded.input_ids) <= max_len:
+        return encoded
+    for shortened in _shorter_contexts(example_docs(example), example.get("oracle_position")):
+        encoded = _encode(tokenizer, example_messages(example, shortened))
+        if len(encoded.input_ids) <= max_len:
+            return replace(encoded, truncated=True)
     return None
 
 
@@ -89,9 +86,3 @@ def _encode(tokenizer: Any, messages: list[dict[str, str]]) -> TokenizedExample:
     ids = encoded["input_ids"]
     labels = [tok if start >= len(prompt) and stop <= end and stop > start else IGNORE for tok, (start, stop) in zip(ids, encoded["offset_mapping"])]
     return TokenizedExample(ids, labels, truncated=False)
-
-
-def oracle_position(record: dict[str, Any]) -> int | None:
-    """1-based position of the oracle among an example's documents (None when it is absent)."""
-    ids = record.get("context_ids") or []
-    return ids.index(record["oracle_id"]) + 1 if record.get("oracle_id") in ids else None

@@ -28,7 +28,7 @@ import torch
 
 from training.base_model import BaseModel
 from training.dataset_folder import read_examples
-from training.tokenization import IGNORE, TokenizedExample, oracle_position, tokenize_example
+from training.tokenization import IGNORE, TokenizedExample, tokenize_example
 
 CHECKPOINTS = "checkpoints"
 KEEP_CHECKPOINTS = 2
@@ -222,7 +222,7 @@ def _loss_sum(model: Any, batch: list[TokenizedExample], device: torch.device) -
 def _tokenize(tokenizer: Any, records: list[dict[str, Any]], max_len: int) -> tuple[list[TokenizedExample], dict[str, int]]:
     examples, truncated, too_long = [], 0, 0
     for record in records:
-        ex = tokenize_example(tokenizer, record["messages"], max_len, keep_doc=oracle_position(record))
+        ex = tokenize_example(tokenizer, record, max_len)
         if ex is None:
             too_long += 1
             continue

