@@ -63,6 +63,7 @@ class FakeVLLM:
         if regex is not None and not re.fullmatch(regex, "".join(pieces)):
             return httpx.Response(500, json={"error": {"message": "the fake's output broke the grammar"}})
         if not body.get("stream"):
+            await asyncio.sleep(self.token_delay_s * 3)  # a slow answer holds its slot
             text = "".join(pieces)
             return httpx.Response(200, json={
                 "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
