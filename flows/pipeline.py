@@ -42,8 +42,8 @@ from retrieval.store import StoreError
 from serving.vllm_process import VLLMError
 from training.base_model import resolve_base_model
 from training.dataset_folder import check_dataset, dataset_hash, latest_dataset
-from training.prompt import PROMPT_FORMAT
 from training.gate import decisions
+from training.prompt import PROMPT_FORMAT
 from training.registry import get_version, list_versions, read_aliases
 from training.trainer import settings_dict
 

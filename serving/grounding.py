@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from training.metrics import answer_contained, is_abstention
+from training.metrics import answer_in_quotes, is_abstention
 from training.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, ContextDoc, ParsedOutput
 from training.textmatch import sentences
 
@@ -63,4 +63,4 @@ def answer_grounded(parsed: ParsedOutput) -> bool:
     or it is an abstention ("I don't know" needs no quote)."""
     if parsed.answer is None:
         return False
-    return is_abstention(parsed.answer) or any(answer_contained(q, parsed.answer) for q in parsed.quotes)
+    return is_abstention(parsed.answer) or answer_in_quotes(parsed.answer, parsed.quotes)

@@ -74,8 +74,8 @@ def check_dataset(path: Path) -> Path:
 def check_format(path: Path) -> Path:
     """`path` if its examples can be rendered by this code's prompt module, else DatasetFolderError:
     the answer turns were written in the prompt format the dataset was built with."""
-    sources = read_card(path).get("sources", {})
-    built, fmt = sources.get("prompt_format"), read_card(path).get("format")
+    card = read_card(path)
+    built, fmt = card.get("sources", {}).get("prompt_format"), card.get("format")
     if fmt != DATASET_FORMAT:
         raise DatasetFolderError(f"{path} is a dataset of format {fmt}; this version reads format {DATASET_FORMAT}: rebuild it with `raft dataset`")
     if built != PROMPT_FORMAT:

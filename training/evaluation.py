@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from retrieval.embedding import Embedder
 from retrieval.qa import QAItem
 from retrieval.search import search_many

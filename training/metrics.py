@@ -69,6 +69,11 @@ def is_abstention(prediction: str) -> bool:
 _ABSTENTIONS = {normalize_answer(UNKNOWN_ANSWER), normalize_answer("I do not know")}
 
 
+def answer_in_quotes(answer: str, quotes: Sequence[str]) -> bool:
+    """Whether `answer` occurs, on word boundaries after normalisation, in one of `quotes`."""
+    return any(answer_contained(q, answer) for q in quotes)
+
+
 def score_output(output: str, references: Sequence[str], docs: Sequence[ContextDoc]) -> AnswerScore:
     """Score one model output against the gold answers (the best of them) and the documents it was shown."""
     parsed = parse_output(output)
@@ -82,7 +87,7 @@ def score_output(output: str, references: Sequence[str], docs: Sequence[ContextD
         contained=max(answer_contained(prediction, r) for r in references),
         quotes=len(parsed.quotes),
         quotes_verbatim=verbatim,
-        answer_in_quote=any(answer_contained(q, prediction) for q in parsed.quotes),
+        answer_in_quote=answer_in_quotes(prediction, parsed.quotes),
         abstained=is_abstention(prediction),
         answer_in_context=any(answer_contained(d.text, r) for d in docs for r in references),
     )
