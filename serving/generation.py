@@ -77,6 +77,9 @@ def complete(
         reply = client.chat.completions.create(model=model, messages=messages, extra_body=extra_body, **sampling.request_fields())
     except openai.APIError as e:
         raise generation_error(e, str(client.base_url).rstrip("/"), model) from None
+    if not getattr(reply, "choices", None):
+        # The server said 200 but sent no completion: a wrong URL or API, not worth a retry.
+        raise GenerationError(f"{str(client.base_url).rstrip('/')} did not return an OpenAI chat completion: {str(reply)[:200]}", 200)
     choice = reply.choices[0]
     usage = reply.usage
     return Completion(

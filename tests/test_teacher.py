@@ -83,3 +83,19 @@ def test_prompt_templates_from_config_are_checked(tmp_path):
     assert make_teacher(cfg).settings.question_prompt == "Write {n} questions about {text}"
     with pytest.raises(ConfigError, match="teacher.model is not"):
         make_teacher(load_config(None, {"teacher.url": "http://x/v1"}, environ={}))
+
+
+def test_a_reply_that_is_no_chat_completion_is_a_clear_error_not_a_crash():
+    """A server that answers 200 without a completion (a wrong URL or API): named, with the status the
+    teacher does not retry. httpx.MockTransport stands in for such a server."""
+    import httpx
+    import openai
+
+    from serving.generation import GenerationError, Sampling, complete
+
+    for reply in (httpx.Response(200, json={"status": "ok"}), httpx.Response(200, text="<html>login</html>")):
+        client = openai.OpenAI(base_url="http://teacher.test/v1", api_key="k", max_retries=0,
+                               http_client=httpx.Client(transport=httpx.MockTransport(lambda _, r=reply: r)))
+        with pytest.raises(GenerationError, match="http://teacher.test/v1 did not return an OpenAI chat completion") as e:
+            complete(client, "m", [{"role": "user", "content": "hi"}], Sampling())
+        assert e.value.status == 200
