@@ -25,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from contracts.settings import QdrantConfig  # noqa: E402
 from flows.config import load_config  # noqa: E402
 from flows.wiring import index_settings  # noqa: E402
 from retrieval.chunking import chunk_document  # noqa: E402
@@ -36,12 +37,12 @@ from retrieval.sync import load_file, sync_corpus  # noqa: E402
 
 def chunk_texts(corpus: Path, settings, embedder: Embedder) -> list[str]:
     """The exact texts a full sync embeds, built outside any timing."""
-    files, _ = scan_corpus(corpus, list(settings.include))
+    files, _ = scan_corpus(corpus, list(settings.corpus.include))
     texts = []
     for file in files:
         docs, _ = load_file(file, settings)
         for doc in docs:
-            chunks = chunk_document(doc, embedder.tokenizer, settings.chunk_size, settings.chunk_overlap, settings.chunk_min_size)
+            chunks = chunk_document(doc, embedder.tokenizer, settings.chunking)
             texts.extend(c.embedding_text(doc.title) for c in chunks)
     return texts
 
@@ -70,7 +71,7 @@ def main() -> None:
             corpus = Path(shutil.copytree(args.corpus, Path(tmp) / f"corpus{run}"))
             t, _ = timed(lambda: embedder.model.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True))
             raw.append(t)
-            store = open_store("bench", None, Path(tmp) / f"qdrant{run}")
+            store = open_store(QdrantConfig(collection="bench"), Path(tmp) / f"qdrant{run}")
             t, report = timed(lambda: sync_corpus(store, embedder, corpus, settings))
             full.append(t)
             docs, chunks = report.added, report.chunks_written

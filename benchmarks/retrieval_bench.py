@@ -18,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from contracts.settings import QdrantConfig  # noqa: E402
 from flows.config import load_config  # noqa: E402
 from flows.wiring import index_settings, make_embedder  # noqa: E402
 from retrieval.qa import read_qa_file  # noqa: E402
@@ -37,7 +38,7 @@ def main() -> None:
     embedder = make_embedder(cfg)
     items = read_qa_file(args.qa)
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store("bench", None, Path(tmp))
+        store = open_store(QdrantConfig(collection="bench"), Path(tmp))
         sync_corpus(store, embedder, args.corpus, index_settings(cfg))
         groups = sorted({g for doc in store.index_state(store.current()).values() for g in doc.access})
         rows = [evaluate_retrieval(store, embedder, items, int(k), groups) for k in args.k.split(",")]

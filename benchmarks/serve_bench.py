@@ -27,13 +27,12 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from contracts.generation import Sampling, complete, model_client  # noqa: E402
+from contracts.prompt import build_messages  # noqa: E402
 from flows.config import load_config  # noqa: E402
 from flows.serve import start_stack  # noqa: E402
-from flows.wiring import models_dir  # noqa: E402
 from retrieval.qa import read_qa_file  # noqa: E402
-from serving.generation import Sampling, complete, model_client  # noqa: E402
 from serving.vllm_process import VLLMServer, VLLMSettings, free_port  # noqa: E402
-from training.prompt import build_messages  # noqa: E402
 from training.registry import get_version, list_versions, read_aliases  # noqa: E402
 
 KEY = "bench-key"
@@ -100,7 +99,7 @@ def main() -> None:
         "work_dir": str(args.work_dir), "serving.model": name, "serving.api_keys": json.dumps({KEY: []}),
         "serving.vllm_port": str(free_port()), "vllm.extra_args": "--no-enable-prefix-caching",
     })
-    version = get_version(models_dir(cfg), name)
+    version = get_version(cfg.models_dir, name)
     questions = [q.question for q in read_qa_file(REPO / "examples" / "qa.jsonl")][: max(args.n1, args.n8)]
     sampling = Sampling(max_tokens=args.max_tokens)
 
@@ -150,7 +149,7 @@ def main() -> None:
 
     if version.merged_dir is not None:
         merged = VLLMSettings(model=str(version.merged_dir), served_name=name, port=free_port(), runtime_lora_updating=False,
-                              max_model_len=cfg.vllm.max_model_len, extra_args=("--no-enable-prefix-caching",))
+                              config=cfg.vllm.model_copy(update={"extra_args": ["--no-enable-prefix-caching"]}))
         with VLLMServer(merged, args.work_dir / "logs" / "vllm-serve-bench-merged.log") as server:
             clients[server.url] = model_client(server.url, 600)
             complete(clients[server.url], name, prompts[questions[0]], sampling)

@@ -26,14 +26,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from contracts.settings import TrainingConfig  # noqa: E402
 from training.base_model import EMBEDDED, resolve_base_model  # noqa: E402
 from training.dataset_folder import latest_dataset, read_examples  # noqa: E402
 from training.tokenization import IGNORE, tokenize_example  # noqa: E402
-from training.trainer import TrainSettings, cpu_has_fast_bf16, train  # noqa: E402
+from training.trainer import cpu_has_fast_bf16, train  # noqa: E402
 
 
-def settings(args: argparse.Namespace, bf16: bool | None) -> TrainSettings:
-    return TrainSettings(
+def settings(args: argparse.Namespace, bf16: bool | None) -> TrainingConfig:
+    return TrainingConfig(
         batch_size=args.batch_size, max_seq_len=args.max_seq_len, max_steps=args.examples // args.batch_size,
         save_every=0, warmup_ratio=0.0, bf16=bf16,
     )
@@ -71,7 +72,7 @@ def run_plain(base, data: Path, args: argparse.Namespace, bf16: bool) -> dict:
     if cuda:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    lora = LoraConfig(r=s.lora_rank, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout, target_modules=list(s.lora_targets), task_type="CAUSAL_LM")
+    lora = LoraConfig(r=s.lora.rank, lora_alpha=s.lora.alpha, lora_dropout=s.lora.dropout, target_modules=list(s.lora.targets), task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=s.learning_rate)
     model.train()

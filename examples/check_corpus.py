@@ -15,15 +15,15 @@ from collections import Counter
 from pathlib import Path
 
 from retrieval.corpus import scan_corpus
-from retrieval.sync import IndexSettings, load_file
 from retrieval.qa import read_qa_file
+from retrieval.sync import IndexSettings, load_file
 
 HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    settings = IndexSettings(embedding_model="unused", chunk_size=192, chunk_overlap=32)
-    files, skipped = scan_corpus(HERE / "corpus", list(settings.include))
+    settings = IndexSettings()
+    files, skipped = scan_corpus(HERE / "corpus", list(settings.corpus.include))
     problems = [f"unreadable: {s.source}: {s.reason}" for s in skipped]
     docs = {}
     for file in files:

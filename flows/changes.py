@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contracts.atomic import write_text_atomic
+from contracts.settings import RetrainConfig
 from retrieval.store import ChunkStore
 
 LEDGER = Path("state") / "changes.json"
@@ -57,14 +58,6 @@ class Change:
     def to_dict(self) -> dict[str, Any]:
         """The ledger's and `raft status --json`'s form."""
         return {**asdict(self), "documents": self.documents, "share": round(self.share, 4)}
-
-
-@dataclass(frozen=True)
-class RetrainRules:
-    min_changed_share: float
-    min_changed_documents: int
-    settle_s: float
-    cooldown_s: float
 
 
 def index_snapshot(store: ChunkStore) -> Snapshot:
@@ -129,7 +122,7 @@ def record_training(work_dir: Path, snapshot: Snapshot, started_at: str, version
     _write(work_dir, ledger)
 
 
-def retrain_due(ledger: dict[str, Any], rules: RetrainRules, now: datetime | None = None) -> tuple[bool, str]:
+def retrain_due(ledger: dict[str, Any], rules: RetrainConfig, now: datetime | None = None) -> tuple[bool, str]:
     """Whether the pending change calls for a retrain now, and why (or why not yet)."""
     now = now or datetime.now(UTC)
     pending = ledger.get("pending")
@@ -166,8 +159,4 @@ def _parse(stamp: str) -> datetime:
 
 
 def _write(work_dir: Path, ledger: dict[str, Any]) -> None:
-    file = work_dir / LEDGER
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.tmp")
-    tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, file)
+    write_text_atomic(work_dir / LEDGER, json.dumps(ledger, indent=1, sort_keys=True) + "\n")

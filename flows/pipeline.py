@@ -30,22 +30,20 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE, CacheKeyFnPolicy
 from prefect.events import emit_event
 
-from flows.changes import (
-    RetrainRules, Snapshot, index_snapshot, now_stamp, read_ledger, record_sync, record_training, retrain_due, snapshot_digest,
-)
-from flows.config import RaftConfig, load_config
+from contracts.prompt import PROMPT_FORMAT
+from contracts.settings import RaftConfig
+from evaluation.gate import decisions
+from flows.changes import Snapshot, index_snapshot, now_stamp, read_ledger, record_sync, record_training, retrain_due, snapshot_digest
+from flows.config import load_config_once
 from flows.evaluate import gate
 from flows.steps import make_dataset, sync_index, train_version
-from flows.wiring import datasets_dir, index_settings, models_dir, open_index, train_settings
+from flows.wiring import index_settings, open_index
 from retrieval.documents import sha256
 from retrieval.store import StoreError
 from serving.vllm_process import VLLMError
 from training.base_model import resolve_base_model
 from training.dataset_folder import check_dataset, dataset_hash, latest_dataset
-from training.gate import decisions
-from training.prompt import PROMPT_FORMAT
 from training.registry import get_version, list_versions, read_aliases
-from training.trainer import settings_dict
 
 CORPUS_CHANGED = "raft.corpus.changed"
 RETRAIN_DUE = "raft.retrain.due"
@@ -60,8 +58,10 @@ class DeployError(RuntimeError):
 
 
 def load(config: str | None, overrides: dict[str, Any] | None) -> RaftConfig:
-    """The config a flow run works with (file, then RAFT_* variables, then overrides)."""
-    return load_config(config, overrides or {})
+    """The config a flow run works with (file, then RAFT_* variables, then overrides), validated
+    once per process. Flows take the file and overrides rather than the config object because
+    Prefect stores every flow run's parameters in its database, and the config holds API keys."""
+    return load_config_once(config, overrides or {})
 
 
 def _progress() -> bool:
@@ -75,12 +75,6 @@ def _snapshot(cfg: RaftConfig) -> Snapshot:
         return index_snapshot(store)
     finally:
         store.close()
-
-
-def retrain_rules(cfg: RaftConfig) -> RetrainRules:
-    """flows.retrain as the ledger's rules."""
-    r = cfg.flows.retrain
-    return RetrainRules(r.min_changed_share, r.min_changed_documents, r.settle_s, r.cooldown_s)
 
 
 # --- index ----------------------------------------------------------------------------------
@@ -115,7 +109,7 @@ def index_corpus(config: str | None = None, overrides: dict[str, Any] | None = N
     cfg = load(config, overrides)
     sync, snapshot = _sync(cfg, force)
     ledger, change = record_sync(cfg.work_dir, sync, snapshot)
-    due, why = retrain_due(ledger, retrain_rules(cfg))
+    due, why = retrain_due(ledger, cfg.flows.retrain)
     resource = {"prefect.resource.id": f"raft.corpus.{cfg.qdrant.collection}", "prefect.resource.name": str(cfg.corpus.path)}
     counts = {k: sync[k] for k in ("added", "updated", "deleted", "chunks_written", "chunks_deleted")}
     if counts["added"] or counts["updated"] or counts["deleted"]:
@@ -186,15 +180,15 @@ def finetune(config: str | None = None, overrides: dict[str, Any] | None = None,
     """LoRA fine-tuning into a new registry version; skipped (the earlier version returned) when
     the dataset, training settings and base model are unchanged."""
     cfg = load(config, overrides)
-    folder = check_dataset(Path(dataset)) if dataset else latest_dataset(datasets_dir(cfg))
+    folder = check_dataset(Path(dataset)) if dataset else latest_dataset(cfg.datasets_dir)
     base = resolve_base_model(cfg.training.base_model, cfg.work_dir)
     key = _key("train", {
-        "dataset": dataset_hash(folder), "settings": settings_dict(train_settings(cfg)), "base": base.sha256,
-        "merge": cfg.training.merge, "prompt_format": PROMPT_FORMAT, "models": str(models_dir(cfg).resolve()),
+        "dataset": dataset_hash(folder), "settings": cfg.training.model_dump(mode="json"), "base": base.sha256,
+        "merge": cfg.training.merge, "prompt_format": PROMPT_FORMAT, "models": str(cfg.models_dir.resolve()),
     })
 
     def registered(name: str) -> bool:  # asked after the task ran, so a version it just trained counts
-        return name in {v.name for v in list_versions(models_dir(cfg))}
+        return name in {v.name for v in list_versions(cfg.models_dir)}
 
     name, cached = _run_cached(_train, cfg, (cfg, str(folder), key), registered)
     return {"version": name, "trained": not cached, "dataset": str(folder)}
@@ -213,7 +207,7 @@ def evaluate_and_gate(config: str | None = None, overrides: dict[str, Any] | Non
     """Evaluate `version` (default: the newest) against production; promote it if it passes.
     A version already judged keeps its decision. The comparison is published as artifacts."""
     cfg = load(config, overrides)
-    folder = models_dir(cfg)
+    folder = cfg.models_dir
     name = get_version(folder, version).name if version else list_versions(folder)[-1].name
     earlier = decisions(folder, name)
     if earlier:
@@ -251,7 +245,7 @@ def deploy(config: str | None = None, overrides: dict[str, Any] | None = None, v
     """Confirm that the running gateway serves the production version (it swaps it in without
     downtime); with no gateway running there is nothing to swap: the next `raft serve` serves it."""
     cfg = load(config, overrides)
-    version = version or read_aliases(models_dir(cfg))["production"]
+    version = version or read_aliases(cfg.models_dir)["production"]
     s = cfg.serving
     url = f"http://{s.host}:{s.port}/health"
     if s.model != "production":

@@ -22,18 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flows.config import RaftConfig
-from flows.wiring import make_embedder, models_dir, open_index, vllm_settings
+from contracts.settings import RaftConfig
+from flows.wiring import make_embedder, open_index
 from retrieval.embedding import Embedder
 from retrieval.search import search
 from retrieval.store import ChunkStore
+from serving.chat_service import GatewaySettings, Retriever
 from serving.citations import SourceDoc
 from serving.engine import BASE, Engine, SwapError
-from serving.chat_service import GatewaySettings, Retriever
 from serving.gateway import create_app
-from serving.vllm_process import VLLMServer, VLLMSettings
+from serving.vllm_process import VLLMServer, VLLMSettings, for_versions
 from training.base_model import resolve_base_model
-from training.prompt import context_doc
 from training.registry import Version, get_version, read_aliases
 
 log = logging.getLogger("raft.serve")
@@ -69,7 +68,7 @@ class Stack:
 def start_stack(cfg: RaftConfig, vllm_log: Path | None = None) -> Stack:
     """Start vLLM with the configured version, build the gateway app, start watcher and supervisor."""
     s = cfg.serving
-    folder = models_dir(cfg)
+    folder = cfg.models_dir
     version = _configured_version(cfg)
     if cfg.vllm.url:
         server, base_path = None, ""
@@ -81,12 +80,12 @@ def start_stack(cfg: RaftConfig, vllm_log: Path | None = None) -> Stack:
     else:
         base_path = resolve_base_model(cfg.training.base_model, cfg.work_dir).path
         server = VLLMServer(_engine_settings(cfg, base_path, {version.name: version} if version else {}),
-                            vllm_log or cfg.work_dir / "logs" / "vllm-serve.log", startup_timeout_s=cfg.vllm.startup_timeout_s)
+                            vllm_log or cfg.work_dir / "logs" / "vllm-serve.log")
         server.start()
         engine = Engine(server.url, version.name if version else None, timeout_s=s.upstream_timeout_s)
     store = open_index(cfg)
     retrieve = make_retriever(store, make_embedder(cfg))
-    stack = Stack(cfg, server, engine, create_app(_gateway_settings(cfg), engine, retrieve), retrieve, store, base_path, threading.Event())
+    stack = Stack(cfg, server, engine, create_app(GatewaySettings(cfg.serving, cfg.generation, cfg.vllm), engine, retrieve), retrieve, store, base_path, threading.Event())
     if server is not None:
         threading.Thread(target=_supervise, args=(stack, folder), name="vllm-supervisor", daemon=True).start()
     if s.model == "production" and not cfg.vllm.merged:
@@ -143,7 +142,7 @@ def example_answer(cfg: RaftConfig, question: str) -> dict[str, Any]:
 
 
 def _configured_version(cfg: RaftConfig) -> Version | None:
-    folder = models_dir(cfg)
+    folder = cfg.models_dir
     if cfg.serving.model == BASE:
         return None
     if cfg.serving.model == "production":
@@ -176,18 +175,8 @@ def _engine_settings(cfg: RaftConfig, base_path: str, versions: dict[str, Versio
         [(name, version)] = versions.items()
         if version.merged_dir is None:
             raise ServeError(f"vllm.merged is true but {name} has no merged model: train it with --merge, or set vllm.merged false")
-        return vllm_settings(cfg, str(version.merged_dir), name, {}, cfg.serving.vllm_port, runtime_lora_updating=False)
-    return vllm_settings(cfg, base_path, BASE, versions, cfg.serving.vllm_port, runtime_lora_updating=True)
-
-
-def _gateway_settings(cfg: RaftConfig) -> GatewaySettings:
-    s = cfg.serving
-    return GatewaySettings(
-        api_keys={key: tuple(groups) for key, groups in s.api_keys.items()}, anonymous=s.anonymous, k=s.k, max_k=s.max_k,
-        max_message_chars=s.max_message_chars, max_documents=s.max_documents, max_document_chars=s.max_document_chars,
-        default_max_tokens=s.default_max_tokens, max_tokens=s.max_tokens, max_concurrency=s.max_concurrency,
-        upstream_timeout_s=s.upstream_timeout_s, max_model_len=cfg.vllm.max_model_len, grounding=cfg.generation.grounding,
-    )
+        return for_versions(cfg.vllm, str(version.merged_dir), name, {}, cfg.serving.vllm_port, False, cfg.training.lora.rank)
+    return for_versions(cfg.vllm, base_path, BASE, versions, cfg.serving.vllm_port, True, cfg.training.lora.rank)
 
 
 def make_retriever(store: ChunkStore, embedder: Embedder) -> Retriever:
@@ -197,7 +186,7 @@ def make_retriever(store: ChunkStore, embedder: Embedder) -> Retriever:
     def retrieve(question: str, k: int, groups: tuple[str, ...]) -> list[SourceDoc]:
         with lock:
             hits = search(store, embedder, question, k, groups)
-        return [SourceDoc(context_doc(h), h.doc_id, h.chunk_id, tuple(h.access)) for h in hits]
+        return [SourceDoc(h.context_doc(), h.doc_id, h.chunk_id, tuple(h.access)) for h in hits]
 
     return retrieve
 

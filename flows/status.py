@@ -11,17 +11,15 @@ from zoneinfo import ZoneInfo
 import httpx
 from cronsim import CronSim
 
+from contracts.settings import RaftConfig
 from flows.changes import read_ledger, retrain_due
-from flows.config import RaftConfig
-from flows.pipeline import retrain_rules
-from flows.wiring import models_dir
 from training.registry import read_aliases
 
 
 def pipeline_status(cfg: RaftConfig) -> dict[str, Any]:
     """Everything `raft status` shows, as plain values."""
     ledger = read_ledger(cfg.work_dir)
-    due, why = retrain_due(ledger, retrain_rules(cfg))
+    due, why = retrain_due(ledger, cfg.flows.retrain)
     trained = ledger.get("trained_on")
     return {
         "serving": _serving(cfg),
@@ -35,7 +33,7 @@ def pipeline_status(cfg: RaftConfig) -> dict[str, Any]:
 
 def _serving(cfg: RaftConfig) -> dict[str, Any]:
     url = f"http://{cfg.serving.host}:{cfg.serving.port}"
-    production = read_aliases(models_dir(cfg))["production"]
+    production = read_aliases(cfg.models_dir)["production"]
     try:
         health = httpx.get(f"{url}/health", timeout=3).json()
     except (httpx.HTTPError, ValueError):

@@ -10,10 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.config import RaftConfig
-from flows.wiring import (
-    dataset_settings, datasets_dir, index_settings, make_embedder, make_teacher, models_dir, open_index, runs_dir, train_settings,
-)
+from contracts.settings import RaftConfig
+from flows.wiring import index_settings, make_embedder, make_teacher, open_index
 from retrieval.documents import sha256
 from retrieval.qa import read_qa_file
 from retrieval.sync import SyncReport, sync_corpus
@@ -74,16 +72,16 @@ def make_dataset(cfg: RaftConfig, out: Path | None = None, progress: bool = Fals
     if qa_file is None and teacher is None:
         raise NoQuestionSource("no question source: set dataset.qa_file (--qa FILE) or a teacher (--teacher-url, --teacher-model)")
     questions = questions_from_qa(read_qa_file(qa_file)) if qa_file else []
-    settings = dataset_settings(cfg)
+
     store = open_index(cfg)
     try:
         if teacher is not None and cfg.teacher.questions_per_chunk > 0:
-            questions += teacher_questions(store, teacher, settings.audience, cfg.dataset.max_teacher_chunks, settings.seed, progress)
+            questions += teacher_questions(store, teacher, cfg.dataset.audience, cfg.dataset.max_teacher_chunks, cfg.dataset.seed, progress)
         sources = {"qa_file": None if qa_file is None else {"path": str(qa_file), "sha256": sha256(qa_file.read_bytes())}}
-        dataset = build_dataset(store, make_embedder(cfg), questions, settings, teacher, sources, progress=progress)
+        dataset = build_dataset(store, make_embedder(cfg), questions, cfg.dataset, teacher, sources, progress=progress)
     finally:
         store.close()
-    path, digest = write_dataset(dataset, datasets_dir(cfg), out)
+    path, digest = write_dataset(dataset, cfg.datasets_dir, out)
     return BuiltDataset(path, digest, dataset, teacher)
 
 
@@ -92,5 +90,5 @@ def train_version(cfg: RaftConfig, dataset: Path, resume: bool = False, progress
     non-main processes of a multi-process launch)."""
     base = resolve_base_model(cfg.training.base_model, cfg.work_dir)
     return run_training(
-        base, dataset, models_dir(cfg), runs_dir(cfg), train_settings(cfg), merge=cfg.training.merge, resume=resume, progress=progress,
+        base, dataset, cfg.models_dir, cfg.runs_dir, cfg.training, merge=cfg.training.merge, resume=resume, progress=progress,
     )

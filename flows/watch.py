@@ -24,9 +24,9 @@ from typing import Any
 
 from watchfiles import watch
 
+from contracts.settings import RaftConfig
 from flows.changes import LedgerError, read_ledger, retrain_due
-from flows.config import RaftConfig
-from flows.pipeline import index_corpus, raft_pipeline, retrain_rules
+from flows.pipeline import index_corpus, raft_pipeline
 
 log = logging.getLogger("raft.watch")
 
@@ -140,7 +140,7 @@ class CorpusWatcher:
         if self.cfg.flows.retrain_by != "watcher" or self.pipeline.busy:
             return  # the run in progress re-checks; a trigger during it was already coalesced
         try:
-            due, _ = retrain_due(read_ledger(self.cfg.work_dir), retrain_rules(self.cfg))
+            due, _ = retrain_due(read_ledger(self.cfg.work_dir), self.cfg.flows.retrain)
         except LedgerError as e:
             log.error("%s", e)
             return

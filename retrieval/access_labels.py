@@ -54,11 +54,11 @@ from __future__ import annotations
 import re
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
-UnknownMetadata = Literal["error", "warn"]
+from contracts.settings import UnknownMetadata
 
 
 # Raised by the label code as well as the loaders; defined here because retrieval.documents

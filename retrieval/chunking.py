@@ -13,6 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from contracts.settings import ChunkingConfig
 from retrieval.documents import Document, Section, sha256
 
 # Fixed namespace: point ids must be the same on every machine and every run.
@@ -45,13 +46,11 @@ class Chunk:
         return " > ".join(path) + "\n" + self.text
 
 
-def chunk_document(doc: Document, tokenizer, size: int, overlap: int, min_size: int = 0) -> list[Chunk]:
-    """Cut a document into chunks of at most `size` tokens (see the module docstring)."""
-    if overlap >= size:
-        raise ValueError(f"overlap ({overlap}) must be smaller than size ({size})")
+def chunk_document(doc: Document, tokenizer, chunking: ChunkingConfig) -> list[Chunk]:
+    """Cut a document into chunks of at most `chunking.size` tokens (see the module docstring)."""
     spans: list[tuple[int, int, tuple[str, ...]]] = []
-    for section in _merge_small(doc, tokenizer, min_size):
-        spans.extend(_windows(doc.text, section, tokenizer, size, overlap))
+    for section in _merge_small(doc, tokenizer, chunking.min_size):
+        spans.extend(_windows(doc.text, section, tokenizer, chunking.size, chunking.overlap))
     return [Chunk(doc.doc_id, i, s, e, doc.text[s:e], heads) for i, (s, e, heads) in enumerate(spans)]
 
 

@@ -33,16 +33,7 @@ from typing import Any
 # LoadError is defined in access_labels (the label code raises it too, and that module must not
 # import this one); it is re-exported here, where the loaders' callers import it from.
 from retrieval.access_labels import (
-    LoadError,
-    MetaField,
-    UnknownMetadata,
-    label_lines,
-    line_number,
-    looks_like_access,
-    metadata_fields,
-    resolve_access,
-    text_lines,
-    with_sidecar,
+    LoadError, MetaField, UnknownMetadata, label_lines, line_number, looks_like_access, metadata_fields, resolve_access, text_lines, with_sidecar,
     yaml_fields,
 )
 

@@ -7,7 +7,6 @@ which ships the model folder; machines without access to a model hub still have 
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +45,10 @@ class Embedder:
         self.path = resolve_model(model)
         self.batch_size = batch_size
         self.device = device
+        # A local folder needs no hub; without saying so, offline machines wait on network retries.
+        self.local = Path(self.path).is_dir()
         self._model = None
         self._tokenizer = None
-        if Path(self.path).is_dir():
-            # A local folder needs no hub; without this, offline machines wait on network retries.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     @property
     def model(self):
@@ -59,7 +57,7 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
 
             try:
-                self._model = SentenceTransformer(self.path, device=self.device)
+                self._model = SentenceTransformer(self.path, device=self.device, local_files_only=self.local)
             except OSError as e:
                 raise EmbeddingError(f"cannot load embedding model {self.name!r} from {self.path}: {e}") from None
         return self._model
@@ -74,7 +72,7 @@ class Embedder:
                 from transformers import AutoTokenizer
 
                 try:
-                    self._tokenizer = AutoTokenizer.from_pretrained(self.path)
+                    self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=self.local)
                 except OSError as e:
                     raise EmbeddingError(f"cannot load the tokenizer of {self.name!r} from {self.path}: {e}") from None
         return self._tokenizer

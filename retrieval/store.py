@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from contracts.prompt import ContextDoc
+from contracts.settings import QdrantConfig
+
 PUBLIC = "public"
 # Payload fields the sync reads back to decide what changed; see retrieval/sync.py.
 STATE_FIELDS = ["doc_id", "source", "file_hash", "version_hash", "content_hash", "index_sig", "n_chunks", "access"]
@@ -73,35 +76,33 @@ class Hit:
         """Plain dict for JSON output."""
         return dict(self.__dict__)
 
+    @property
+    def display_title(self) -> str:
+        """Document title and section headings, as the model sees them in the context."""
+        return " > ".join([self.title] + [h for h in self.headings if h != self.title])
 
-@dataclass(frozen=True)
-class Layout:
-    """How a Qdrant server lays out a new collection version (embedded Qdrant ignores it)."""
-
-    shards: int = 1
-    replication_factor: int = 1
-    write_consistency_factor: int = 1
-    on_disk: bool = False
+    def context_doc(self) -> ContextDoc:
+        """This chunk as a document of the prompt: training, evaluation and serving build contexts alike."""
+        return ContextDoc(self.text, self.display_title, self.source)
 
 
-def open_store(
-    alias: str, url: str | None, path: Path, api_key: str | None = None, timeout_s: float = 30.0, layout: Layout = Layout(),
-) -> ChunkStore:
-    """The index `alias` on the Qdrant server at `url` when given, else in embedded Qdrant at `path`."""
-    if url:
-        return ChunkStore(QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s)), alias, local=False, layout=layout)
-    return ChunkStore(_EmbeddedClients.acquire(path), alias, local=True, path=path)
+def open_store(config: QdrantConfig, path: Path) -> ChunkStore:
+    """The index `config.collection` on the Qdrant server at `config.url` when set, else in embedded Qdrant at `path`."""
+    if config.url:
+        client = QdrantClient(url=config.url, api_key=config.api_key, timeout=int(config.timeout_s))
+        return ChunkStore(client, config.collection, local=False, layout=config)
+    return ChunkStore(_EmbeddedClients.acquire(path), config.collection, local=True, path=path)
 
 
 class ChunkStore:
     """Chunks of one logical index (`alias`) in Qdrant."""
 
-    def __init__(self, client: QdrantClient, alias: str, local: bool, path: Path | None = None, layout: Layout = Layout()) -> None:
+    def __init__(self, client: QdrantClient, alias: str, local: bool, path: Path | None = None, layout: QdrantConfig = QdrantConfig()) -> None:
         self.client = client
         self.alias = alias
         self.local = local  # embedded Qdrant: payload indexes and the layout have no effect there
         self.path = path
-        self.layout = layout
+        self.layout = layout  # a server's shards, replication and on_disk for new collection versions
         self.closed = False
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from retrieval.access_labels import UnknownMetadata
+from contracts.settings import ChecksConfig, ChunkingConfig, CorpusConfig, EmbeddingConfig
 from retrieval.chunking import Chunk, chunk_document
 from retrieval.corpus import CorpusError, CorpusFile, Skipped, scan_corpus
 from retrieval.documents import Document, LoadError, parse_file, parse_jsonl, read_sidecar, sha256
@@ -39,22 +39,20 @@ INDEX_FORMAT = 1
 
 @dataclass(frozen=True)
 class IndexSettings:
-    """Everything besides a document's own content that decides its chunks and vectors."""
+    """The config sections that decide chunks and vectors, besides a document's own content."""
 
-    embedding_model: str
-    chunk_size: int = 192
-    chunk_overlap: int = 32
-    chunk_min_size: int = 48
-    default_access: tuple[str, ...] = ("public",)
-    include: tuple[str, ...] = ("*.md", "*.markdown", "*.txt", "*.html", "*.htm", "*.pdf", "*.jsonl")
-    # Not part of the signature: a file it matters for is skipped or stamped as unsettled (see
-    # _unsettled), so it is parsed again on every sync anyway; others read the same in both modes.
-    unknown_metadata: UnknownMetadata = "error"
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    chunking: ChunkingConfig = ChunkingConfig()
+    corpus: CorpusConfig = CorpusConfig()
+    # checks.unknown_metadata is not part of the signature: a file it matters for is skipped or
+    # stamped as unsettled (see _unsettled), so it is parsed again on every sync anyway.
+    checks: ChecksConfig = ChecksConfig()
 
     @property
     def signature(self) -> str:
         """Stored with every chunk: a different signature means the chunk must be redone."""
-        parts = [INDEX_FORMAT, self.embedding_model, self.chunk_size, self.chunk_overlap, self.chunk_min_size, sorted(self.default_access)]
+        c = self.chunking
+        parts = [INDEX_FORMAT, self.embedding.model, c.size, c.overlap, c.min_size, sorted(self.corpus.default_access)]
         return sha256(json.dumps(parts).encode())[:16]
 
 
@@ -127,13 +125,13 @@ def sync_corpus(
     """
     started = time.perf_counter()
     report = SyncReport(rebuilt=rebuild)
-    files, report.skipped = scan_corpus(corpus, list(settings.include))
+    files, report.skipped = scan_corpus(corpus, list(settings.corpus.include))
     unreadable = len(report.skipped)
     current = store.current()
     old_state = store.index_state(current) if current else {}
     state = {} if rebuild else old_state
     if not files and not old_state:
-        raise CorpusError(f"no documents in {corpus} (looked for {', '.join(settings.include)})")
+        raise CorpusError(f"no documents in {corpus} (looked for {', '.join(settings.corpus.include)})")
 
     plan = _plan(files, state, old_state, settings, report, progress)
     report.unchanged = len(plan.present) - len(plan.to_index)
@@ -259,12 +257,12 @@ def load_file(file: CorpusFile, settings: IndexSettings) -> tuple[list[Document]
         raise LoadError(f"unreadable ({e.strerror or e}): check the file's permissions") from None
     bad_lines: list[Skipped] = []
     if _is_jsonl(file.source):
-        docs, problems = parse_jsonl(raw, file.source, settings.default_access, settings.unknown_metadata)
+        docs, problems = parse_jsonl(raw, file.source, tuple(settings.corpus.default_access), settings.checks.unknown_metadata)
         bad_lines = [Skipped(f"{file.source}:{lineno}", message) for lineno, message in problems]
         if problems and not docs:
             raise LoadError(f"no usable line: {problems[0][1]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     else:
-        docs = parse_file(raw, file.source, read_sidecar(file.path), settings.default_access, settings.unknown_metadata)
+        docs = parse_file(raw, file.source, read_sidecar(file.path), tuple(settings.corpus.default_access), settings.checks.unknown_metadata)
     return [dataclasses.replace(d, modified=file.modified) for d in docs], bad_lines
 
 
@@ -293,7 +291,7 @@ def _write_new(
         return []
     pairs: list[tuple[Document, Chunk]] = []
     for doc in tqdm(docs, desc="chunking", unit="doc", disable=not progress, leave=False):
-        chunks = chunk_document(doc, embedder.tokenizer, settings.chunk_size, settings.chunk_overlap, settings.chunk_min_size)
+        chunks = chunk_document(doc, embedder.tokenizer, settings.chunking)
         pairs.extend((doc, chunk) for chunk in chunks)
     if store.dim(collection) != embedder.dim:
         raise StoreError(

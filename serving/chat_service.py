@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -20,12 +20,13 @@ import openai
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from contracts.generation import Sampling
+from contracts.prompt import ANSWER_PREFIX, ContextDoc, build_messages, parse_output
+from contracts.settings import GenerationConfig, ServingConfig, VLLMConfig
 from serving.citations import SourceDoc, cite
 from serving.engine import Engine
-from serving.generation import Sampling
 from serving.grounding import Grounding, answer_grounded, request_fields
 from serving.protocol import ApiError, ChatRequest, ChunkWriter, completion
-from training.prompt import ANSWER_PREFIX, ContextDoc, build_messages, parse_output
 
 Retriever = Callable[[str, int, Sequence[str]], list[SourceDoc]]  # question, k, groups -> context
 log = logging.getLogger("raft.gateway")
@@ -37,19 +38,11 @@ TEMPLATE_TOKENS = 64
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    api_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> access groups
-    anonymous: bool = False  # requests without a key: allowed, public documents only
-    k: int = 5
-    max_k: int = 20
-    max_message_chars: int = 8000  # the question
-    max_documents: int = 50  # documents a request brings itself
-    max_document_chars: int = 50_000  # all documents a request brings, together
-    default_max_tokens: int = 256
-    max_tokens: int = 1024
-    max_concurrency: int = 16  # requests in flight; more get 429
-    upstream_timeout_s: float = 120
-    max_model_len: int = 4096  # the model's window (prompt + answer) until vLLM says otherwise
-    grounding: Grounding = "constrained"  # a request may ask for "free"
+    """The config sections the gateway reads; vllm.max_model_len is the window until vLLM says otherwise."""
+
+    serving: ServingConfig = ServingConfig()
+    generation: GenerationConfig = GenerationConfig()
+    vllm: VLLMConfig = VLLMConfig()
 
 
 class Metrics:
@@ -89,7 +82,7 @@ class RagChatService:
 
     def __init__(self, settings: GatewaySettings, engine: Engine, retrieve: Retriever, client: openai.AsyncOpenAI, metrics: Metrics):
         self.settings, self.engine, self.retrieve, self.client, self.metrics = settings, engine, retrieve, client, metrics
-        self.max_model_len = settings.max_model_len
+        self.max_model_len = settings.vllm.max_model_len
 
     async def prepare(self, body: ChatRequest, groups: tuple[str, ...]) -> Prepared:
         """Check the request against the limits, retrieve its context and fit the prompt into the window."""
@@ -100,16 +93,16 @@ class RagChatService:
             raise ApiError(404, f"model {body.model!r} does not exist; available: {', '.join(self.engine.models())}",
                            param="model", code="model_not_found") from None
         question = _question(body, self.settings)
-        max_tokens = body.max_completion_tokens or body.max_tokens or self.settings.default_max_tokens
-        if max_tokens > self.settings.max_tokens:
-            raise ApiError(400, f"max_tokens {max_tokens} is above this gateway's limit of {self.settings.max_tokens}", param="max_tokens")
+        max_tokens = body.max_completion_tokens or body.max_tokens or self.settings.serving.default_max_tokens
+        if max_tokens > self.settings.serving.max_tokens:
+            raise ApiError(400, f"max_tokens {max_tokens} is above this gateway's limit of {self.settings.serving.max_tokens}", param="max_tokens")
         t = time.perf_counter()
         own = body.documents is not None
         context = _own_documents(body, self.settings) if own else await self._retrieve(question, body, groups)
         self.metrics.retrieval.observe(time.perf_counter() - t)
         context, messages = await self._fit(served, question, context, max_tokens, own)
         sampling = Sampling(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed or 0)
-        return Prepared(body, served, context, messages, sampling, body.raft.grounding or self.settings.grounding, began)
+        return Prepared(body, served, context, messages, sampling, body.raft.grounding or self.settings.generation.grounding, began)
 
     async def complete(self, p: Prepared) -> dict[str, Any]:
         """The whole answer as one chat.completion body with citations."""
@@ -174,9 +167,9 @@ class RagChatService:
         self.metrics.latency.observe(time.perf_counter() - p.began)
 
     async def _retrieve(self, question: str, body: ChatRequest, groups: tuple[str, ...]) -> list[SourceDoc]:
-        k = body.raft.k or self.settings.k
-        if k > self.settings.max_k:
-            raise ApiError(400, f"raft.k {k} is above this gateway's limit of {self.settings.max_k}", param="raft.k")
+        k = body.raft.k or self.settings.serving.k
+        if k > self.settings.serving.max_k:
+            raise ApiError(400, f"raft.k {k} is above this gateway's limit of {self.settings.serving.max_k}", param="raft.k")
         return await run_in_threadpool(self.retrieve, question, k, groups)
 
     async def _fit(
@@ -217,7 +210,7 @@ class RagChatService:
 
     def _upstream_error(self, e: openai.APIError) -> ApiError:
         """What the client is told when vLLM fails; what vLLM said goes to the log only."""
-        timeout = self.settings.upstream_timeout_s
+        timeout = self.settings.serving.upstream_timeout_s
         if isinstance(e, openai.APITimeoutError):
             error = ApiError(504, f"the model server did not answer within {timeout:.0f} s", "server_error", code="upstream_timeout")
         elif isinstance(e, openai.APIStatusError) and e.status_code < 500:
@@ -239,8 +232,8 @@ def _question(body: ChatRequest, settings: GatewaySettings) -> str:
     if not user:
         raise ApiError(400, "no user message with text: the last user message is the question", param="messages")
     question = user[-1]
-    if len(question) > settings.max_message_chars:
-        raise ApiError(413, f"the question has {len(question)} characters; the limit is {settings.max_message_chars}",
+    if len(question) > settings.serving.max_message_chars:
+        raise ApiError(413, f"the question has {len(question)} characters; the limit is {settings.serving.max_message_chars}",
                        param="messages", code="message_too_long")
     return question
 
@@ -249,12 +242,12 @@ def _own_documents(body: ChatRequest, settings: GatewaySettings) -> list[SourceD
     docs = body.documents or []
     if not docs:
         raise ApiError(400, "documents is empty: leave it out to retrieve from the index", param="documents")
-    if len(docs) > settings.max_documents:
-        raise ApiError(413, f"the request brings {len(docs)} documents; the limit is {settings.max_documents}",
+    if len(docs) > settings.serving.max_documents:
+        raise ApiError(413, f"the request brings {len(docs)} documents; the limit is {settings.serving.max_documents}",
                        param="documents", code="too_many_documents")
     size = sum(len(d.text) for d in docs)
-    if size > settings.max_document_chars:
-        raise ApiError(413, f"the documents hold {size} characters; the limit is {settings.max_document_chars}",
+    if size > settings.serving.max_document_chars:
+        raise ApiError(413, f"the documents hold {size} characters; the limit is {settings.serving.max_document_chars}",
                        param="documents", code="documents_too_long")
     return [SourceDoc(ContextDoc(d.text, d.title, d.source)) for d in docs]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from training.metrics import quote_is_verbatim
-from training.prompt import ContextDoc
+from contracts.answers import quote_is_verbatim
+from contracts.prompt import ContextDoc
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from serving.generation import GenerationError, Sampling, complete, model_client
+from contracts.generation import GenerationError, Sampling, complete, model_client
 
 PUBLIC_NAME = "raft"  # the model name clients ask for: whatever production is
 BASE = "base"

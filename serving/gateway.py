@@ -31,9 +31,9 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts.generation import async_model_client
 from serving.chat_service import GatewaySettings, Metrics, RagChatService, Retriever
 from serving.engine import Engine
-from serving.generation import async_model_client
 from serving.protocol import ApiError, ChatRequest, parse_chat_request
 
 CHAT_PATH = "/v1/chat/completions"
@@ -45,10 +45,10 @@ def create_app(settings: GatewaySettings, engine: Engine, retrieve: Retriever, h
     calls to vLLM (tests pass one with a fake vLLM behind it)."""
     app = FastAPI(title="raft gateway", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = Metrics()
-    client = async_model_client(engine.url, settings.upstream_timeout_s, http_client)
+    client = async_model_client(engine.url, settings.serving.upstream_timeout_s, http_client)
     service = RagChatService(settings, engine, retrieve, client, metrics)
     app.state.metrics, app.state.service = metrics, service
-    slots = asyncio.Semaphore(settings.max_concurrency)
+    slots = asyncio.Semaphore(settings.serving.max_concurrency)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, e: ApiError) -> JSONResponse:
@@ -98,7 +98,7 @@ def create_app(settings: GatewaySettings, engine: Engine, retrieve: Retriever, h
         caller = groups(settings, request)  # before the body is read: strangers learn nothing about it
         body = parse_chat_request(await request.body())
         if slots.locked():
-            raise ApiError(429, f"more than {settings.max_concurrency} requests in flight; retry shortly", "rate_limit_error",
+            raise ApiError(429, f"more than {settings.serving.max_concurrency} requests in flight; retry shortly", "rate_limit_error",
                            code="too_many_requests")
         await slots.acquire()
         metrics.in_flight.inc()
@@ -162,12 +162,12 @@ def groups(settings: GatewaySettings, request: Request) -> tuple[str, ...]:
     header = request.headers.get("authorization", "")
     key = header[7:].strip() if header.lower().startswith("bearer ") else ""
     if not key:
-        if settings.anonymous:
+        if settings.serving.anonymous:
             return ("public",)
         raise ApiError(401, "no API key: send 'Authorization: Bearer <key>'", "authentication_error", code="invalid_api_key")
-    if key not in settings.api_keys:
+    if key not in settings.serving.api_keys:
         raise ApiError(401, "invalid API key", "authentication_error", code="invalid_api_key")
-    return tuple(dict.fromkeys(("public", *settings.api_keys[key])))
+    return tuple(dict.fromkeys(("public", *settings.serving.api_keys[key])))
 
 
 def _schema(app: FastAPI) -> dict[str, Any]:

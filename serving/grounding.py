@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from training.metrics import answer_in_quotes, is_abstention
-from training.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, ContextDoc, ParsedOutput
-from training.textmatch import sentences
+from contracts.answers import answer_in_quotes, is_abstention
+from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, ContextDoc, ParsedOutput
+from contracts.textmatch import sentences
 
 Grounding = Literal["constrained", "free"]
 GROUNDINGS: tuple[Grounding, ...] = ("constrained", "free")

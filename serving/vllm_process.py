@@ -22,11 +22,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from contracts.settings import VLLMConfig
+from training.registry import Version
 
 PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
@@ -41,21 +44,34 @@ class VLLMError(RuntimeError):
 
 @dataclass(frozen=True)
 class VLLMSettings:
+    """One vLLM launch: what it serves and where, with the vllm section of the config for the rest."""
+
     model: str  # the base model folder (or a merged model)
     served_name: str = "base"
     adapters: dict[str, str] = field(default_factory=dict)  # served name -> adapter folder
     lora_rank: int = 16  # the largest adapter rank to serve
-    max_loras: int = 2  # adapters on the device at once (old and new during a swap)
-    host: str = "127.0.0.1"
     port: int = 8000
-    max_model_len: int = 2048
-    max_num_seqs: int = 16
-    dtype: str = "auto"
-    tensor_parallel_size: int = 1  # GPUs one model is split over
-    gpu_memory_utilization: float = 0.9  # GPU only: share of its memory vLLM may take
-    cpu_kv_cache_gib: int = 2  # CPU only: KV cache size (VLLM_CPU_KVCACHE_SPACE)
+    host: str = "127.0.0.1"
     runtime_lora_updating: bool = True  # allow /v1/load_lora_adapter, used for zero-downtime swaps
-    extra_args: tuple[str, ...] = ()
+    config: VLLMConfig = VLLMConfig()
+
+    @property
+    def max_loras(self) -> int:
+        """Adapters on the device at once: the config's, and never fewer than this launch serves."""
+        return max(self.config.max_loras, len(self.adapters))
+
+
+def for_versions(
+    config: VLLMConfig, model: str, served_name: str, adapters: Mapping[str, Version], port: int,
+    runtime_lora_updating: bool, min_lora_rank: int,
+) -> VLLMSettings:
+    """vLLM serving `model` as `served_name`, plus registry versions (served name -> version) as LoRA
+    adapters; the LoRA rank fits the largest of them and `min_lora_rank` (adapters loaded later)."""
+    rank = max([v.metadata.get("serving", {}).get("max_lora_rank", 16) for v in adapters.values()] + [min_lora_rank])
+    return VLLMSettings(
+        model=model, served_name=served_name, adapters={name: str(v.adapter_dir) for name, v in adapters.items()},
+        lora_rank=rank, port=port, runtime_lora_updating=runtime_lora_updating, config=config,
+    )
 
 
 def max_lora_rank(rank: int) -> int:
@@ -68,12 +84,13 @@ def max_lora_rank(rank: int) -> int:
 
 def vllm_command(s: VLLMSettings) -> list[str]:
     """The command line that starts vLLM with `s`."""
+    c = s.config
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", s.model, "--served-model-name", s.served_name,
         "--host", s.host, "--port", str(s.port),
-        "--max-model-len", str(s.max_model_len), "--max-num-seqs", str(s.max_num_seqs), "--dtype", s.dtype,
-        "--tensor-parallel-size", str(s.tensor_parallel_size), "--gpu-memory-utilization", str(s.gpu_memory_utilization),
+        "--max-model-len", str(c.max_model_len), "--max-num-seqs", str(c.max_num_seqs), "--dtype", c.dtype,
+        "--tensor-parallel-size", str(c.tensor_parallel_size), "--gpu-memory-utilization", str(c.gpu_memory_utilization),
         # Sampling comes with each request, not from the model's generation_config.json.
         "--generation-config", "vllm",
     ]
@@ -81,12 +98,12 @@ def vllm_command(s: VLLMSettings) -> list[str]:
         cmd += ["--enable-lora", "--max-lora-rank", str(max_lora_rank(s.lora_rank)), "--max-loras", str(s.max_loras)]
     if s.adapters:
         cmd += ["--lora-modules", *(f"{name}={path}" for name, path in s.adapters.items())]
-    return cmd + list(s.extra_args)
+    return cmd + list(c.extra_args)
 
 
 def vllm_env(s: VLLMSettings) -> dict[str, str]:
     """The environment vLLM runs in."""
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(s.cpu_kv_cache_gib), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(s.config.cpu_kv_cache_gib), "PYTHONUNBUFFERED": "1"}
     if s.runtime_lora_updating:
         env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
     return env
@@ -170,11 +187,10 @@ class VLLMServer:
     while `raft serve` may be stopping it): one lock orders them.
     """
 
-    def __init__(self, settings: VLLMSettings, log_file: Path, startup_timeout_s: float = 600,
-                 command: Sequence[str] | None = None):
+    def __init__(self, settings: VLLMSettings, log_file: Path, command: Sequence[str] | None = None):
         self.settings = settings
         self.log_file = log_file
-        self.startup_timeout_s = startup_timeout_s
+        self.startup_timeout_s = settings.config.startup_timeout_s
         self.command = command  # None: vLLM from the settings; tests run a stand-in process tree here
         self.process: subprocess.Popen[bytes] | None = None
         self.pgid: int | None = None  # the process group of the last start, until stop() has emptied it

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.settings import ChunkingConfig, EmbeddingConfig, QdrantConfig
 from retrieval.embedding import Embedder
 from retrieval.store import ChunkStore, open_store
 from retrieval.sync import IndexSettings
@@ -34,12 +35,12 @@ def tokenizer(embedder):
 @pytest.fixture
 def settings() -> IndexSettings:
     # Small chunks so that short test documents still give several chunks.
-    return IndexSettings(embedding_model=MODEL, chunk_size=64, chunk_overlap=8, chunk_min_size=8)
+    return IndexSettings(EmbeddingConfig(model=MODEL), ChunkingConfig(size=64, overlap=8, min_size=8))
 
 
 @pytest.fixture
 def store(tmp_path) -> ChunkStore:
-    s = open_store("chunks", None, tmp_path / "qdrant")
+    s = open_store(QdrantConfig(collection="chunks"), tmp_path / "qdrant")
     yield s
     s.close()
 

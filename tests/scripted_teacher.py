@@ -19,8 +19,8 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from training.prompt import ANSWER_PREFIX, quote
-from training.textmatch import find_span, sentence_around
+from contracts.prompt import ANSWER_PREFIX, quote
+from contracts.textmatch import find_span, sentence_around
 
 _NUMBER_SENTENCE = re.compile(r"[^.\n]*?\b(\d+(?:\.\d+)?(?: [a-zA-Z%]+)?)\b[^.\n]*\.")
 

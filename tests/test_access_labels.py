@@ -3,9 +3,12 @@
 import dataclasses
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
-
 from conftest import SAMPLE_CORPUS, write
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from contracts.settings import ChecksConfig
 from flows.config import ConfigError, load_config
 from flows.wiring import index_settings
 from retrieval.access_labels import looks_like_access
@@ -73,7 +76,7 @@ def test_error_mode_skips_the_file_naming_the_line(store, embedder, settings, tm
 def test_warn_mode_indexes_with_the_restrictive_reading(store, embedder, settings, tmp_path, finding):
     source, files, reason, indexable = FINDINGS[finding]
     corpus = make_corpus(tmp_path / "corpus", files)
-    report = sync_corpus(store, embedder, corpus, dataclasses.replace(settings, unknown_metadata="warn"))
+    report = sync_corpus(store, embedder, corpus, dataclasses.replace(settings, checks=ChecksConfig(unknown_metadata="warn")))
     assert kestrel_hits(store, embedder, PUBLIC) == []
     if not indexable:  # nothing restrictive to apply: skipped in warn mode too
         assert [s.source for s in report.skipped] == [source] and reason in report.skipped[0].reason
@@ -105,7 +108,7 @@ def test_error_mode_keeps_the_last_good_version(store, embedder, settings, tmp_p
 
 
 def test_warnings_repeat_until_fixed_without_reembedding(store, embedder, settings, tmp_path):
-    warn = dataclasses.replace(settings, unknown_metadata="warn")
+    warn = dataclasses.replace(settings, checks=ChecksConfig(unknown_metadata="warn"))
     corpus = make_corpus(tmp_path / "corpus", {"capital.md": CAPITAL_MD})
     assert len(sync_corpus(store, embedder, corpus, warn).warnings) == 1
     again = sync_corpus(store, embedder, corpus, warn)
@@ -119,7 +122,7 @@ def test_warnings_repeat_until_fixed_without_reembedding(store, embedder, settin
 
 def test_switching_to_error_reaches_files_indexed_under_warn(store, embedder, settings, tmp_path):
     corpus = make_corpus(tmp_path / "corpus", {"capital.md": CAPITAL_MD})
-    sync_corpus(store, embedder, corpus, dataclasses.replace(settings, unknown_metadata="warn"))
+    sync_corpus(store, embedder, corpus, dataclasses.replace(settings, checks=ChecksConfig(unknown_metadata="warn")))
     report = sync_corpus(store, embedder, corpus, settings)
     assert [s.source for s in report.skipped] == ["capital.md"] and report.warnings == []
     assert report.deleted == 0, "the restrictive version indexed under warn stays"
@@ -128,8 +131,8 @@ def test_switching_to_error_reaches_files_indexed_under_warn(store, embedder, se
 
 def test_config_key_and_env_var_reach_the_index_settings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no raft.yaml here: the model's default
-    assert index_settings(load_config(environ={})).unknown_metadata == "error"
-    assert index_settings(load_config(environ={"RAFT_CHECKS_UNKNOWN_METADATA": "warn"})).unknown_metadata == "warn"
+    assert index_settings(load_config(environ={})).checks.unknown_metadata == "error"
+    assert index_settings(load_config(environ={"RAFT_CHECKS_UNKNOWN_METADATA": "warn"})).checks.unknown_metadata == "warn"
     with pytest.raises(ConfigError, match="checks.unknown_metadata"):
         load_config(overrides={"checks.unknown_metadata": "ignore"}, environ={})
 
@@ -271,8 +274,8 @@ def test_ordinary_documents_stay_public(raw):
 
 
 def test_sample_corpus_has_no_label_findings():
-    settings = IndexSettings(embedding_model="unused")
-    files, skipped = scan_corpus(SAMPLE_CORPUS, list(settings.include))
+    settings = IndexSettings()
+    files, skipped = scan_corpus(SAMPLE_CORPUS, list(settings.corpus.include))
     assert skipped == [] and len(files) > 40
     for file in files:
         docs, bad = load_file(file, settings)

@@ -3,13 +3,15 @@
 import json
 
 import pytest
+from pydantic import ValidationError
 
+from contracts.prompt import example_messages, parse_output
+from contracts.settings import DatasetConfig, TeacherConfig
 from retrieval.sync import sync_corpus
 from tests.scripted_teacher import ScriptedTeacher
-from training.dataset import DatasetError, DatasetSettings, Question, build_dataset, teacher_questions
+from training.dataset import DatasetError, Question, build_dataset, teacher_questions
 from training.dataset_folder import latest_dataset, read_card, read_examples, write_dataset
-from training.prompt import example_messages, parse_output
-from training.teacher import Teacher, TeacherSettings
+from training.teacher import Teacher
 
 QUESTIONS = [
     Question("q1", "How many litres per minute does the P200 pump move?", "42 litres per minute", "guides/pump.md"),
@@ -27,7 +29,7 @@ QUESTIONS = [
     Question("q13", "Who should sev-1 tickets be escalated to?", "the on-call lead", "kb-3"),  # [internal]
     Question("q14", "What colour does the LED blink after a reset?", "purple", "kb-1"),  # not in the document
 ]
-SMALL = DatasetSettings(k=2, candidates=8, eval_share=0.25)
+SMALL = DatasetConfig(k=2, candidates=8, eval_share=0.25)
 
 
 @pytest.fixture
@@ -81,13 +83,13 @@ def test_restricted_documents_never_enter_unless_the_audience_may_see_them(index
     for r in ds.train + ds.eval:
         assert not restricted & {d["chunk_id"] for d in r["context"]}
         assert all(c.text not in example_messages(r)[1]["content"] for c in chunks.values() if c.chunk_id in restricted)
-    hr = build_dataset(index, embedder, QUESTIONS, DatasetSettings(k=2, candidates=8, audience=("public", "hr")))
+    hr = build_dataset(index, embedder, QUESTIONS, DatasetConfig(k=2, candidates=8, audience=("public", "hr")))
     assert "q4" in {r["id"] for r in hr.train + hr.eval}
     assert hr.card["dropped"]["restricted"] == 1  # kb-3 is for [internal]
 
 
 def test_train_and_eval_documents_are_disjoint_even_among_distractors(index, embedder):
-    ds = build_dataset(index, embedder, QUESTIONS, DatasetSettings(k=3, candidates=10, eval_share=0.3))
+    ds = build_dataset(index, embedder, QUESTIONS, DatasetConfig(k=3, candidates=10, eval_share=0.3))
     eval_docs = {r["oracle_doc_id"] for r in ds.eval}
     assert ds.eval and ds.train and eval_docs
     for r in ds.train:
@@ -101,21 +103,21 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(index, embedd
     assert first[1] == again[1]
     for name in ("train.jsonl", "eval.jsonl", "dataset_card.json"):
         assert (first[0] / name).read_bytes() == (again[0] / name).read_bytes()
-    other = build_dataset(index, embedder, QUESTIONS, DatasetSettings(k=2, candidates=8, eval_share=0.25, seed=1))
+    other = build_dataset(index, embedder, QUESTIONS, DatasetConfig(k=2, candidates=8, eval_share=0.25, seed=1))
     assert write_dataset(other, tmp_path / "datasets")[1] != first[1]
     assert latest_dataset(tmp_path / "datasets").name == write_dataset(other, tmp_path / "datasets")[1][:16]
     assert read_card(first[0])["settings"]["seed"] == 0 and read_examples(first[0], "train")
 
 
 def test_direct_style_answers_without_reasoning(index, embedder):
-    ds = build_dataset(index, embedder, QUESTIONS, DatasetSettings(k=2, candidates=8, style="direct", p=1.0))
+    ds = build_dataset(index, embedder, QUESTIONS, DatasetConfig(k=2, candidates=8, style="direct", p=1.0))
     for r in ds.train + ds.eval:
         assert r["target"] == f"<ANSWER>: {r['answer']}" and r["style"] == "direct"
         assert "Reply with one line" in example_messages(r)[0]["content"]
 
 
 def test_memorize_mode_keeps_the_reasoning_without_the_oracle(index, embedder):
-    ds = build_dataset(index, embedder, QUESTIONS, DatasetSettings(k=2, candidates=8, p=0.0, no_oracle="memorize"))
+    ds = build_dataset(index, embedder, QUESTIONS, DatasetConfig(k=2, candidates=8, p=0.0, no_oracle="memorize"))
     for r in ds.train + ds.eval:
         assert not r["oracle_present"] and parse_output(r["target"]).answer == r["answer"]
 
@@ -126,16 +128,18 @@ def test_unknown_sources_are_named_by_line(index, embedder):
         build_dataset(index, embedder, bad, SMALL)
 
 
-def test_settings_are_checked(index, embedder):
-    with pytest.raises(DatasetError, match="p must be between 0 and 1"):
-        build_dataset(index, embedder, QUESTIONS, DatasetSettings(p=1.5))
+def test_settings_are_checked_once_where_they_are_made():
+    with pytest.raises(ValidationError, match="p\n  Input should be less than or equal to 1"):
+        DatasetConfig(p=1.5)
+    with pytest.raises(ValidationError, match=r"dataset.candidates \(4\) must exceed dataset.k \(4\)"):
+        DatasetConfig(k=4, candidates=4)
 
 
 def test_teacher_reasoning_is_verified_repaired_or_dropped(index, embedder, tmp_path):
     questions = QUESTIONS + [Question("q15", "Please fabricate: how fast is the P200?", "42 litres per minute", "guides/pump.md")]
     with ScriptedTeacher(sloppy=True) as server:
-        teacher = Teacher(TeacherSettings(base_url=server.url, model="scripted", retry_base_s=0.01), tmp_path / "cache.jsonl")
-        ds = build_dataset(index, embedder, questions, DatasetSettings(k=2, candidates=8, p=1.0), teacher)
+        teacher = Teacher(TeacherConfig(url=server.url, model="scripted"), tmp_path / "cache.jsonl", retry_base_s=0.01)
+        ds = build_dataset(index, embedder, questions, DatasetConfig(k=2, candidates=8, p=1.0), teacher)
     chunks = all_chunks(index)
     assert ds.card["quotes"]["repaired"] == len(ds.train + ds.eval) > 0  # every sloppy quote snapped back
     assert ds.card["dropped"]["teacher_unrepairable_quote"] == 1  # the fabricated one
@@ -146,7 +150,7 @@ def test_teacher_reasoning_is_verified_repaired_or_dropped(index, embedder, tmp_
 
 def test_teacher_questions_mix_with_the_qa_file(index, embedder, tmp_path):
     with ScriptedTeacher() as server:
-        teacher = Teacher(TeacherSettings(base_url=server.url, model="scripted", questions_per_chunk=2), tmp_path / "cache.jsonl")
+        teacher = Teacher(TeacherConfig(url=server.url, model="scripted", questions_per_chunk=2), tmp_path / "cache.jsonl")
         written = teacher_questions(index, teacher, ["public"])
         ds = build_dataset(index, embedder, QUESTIONS + written, SMALL, teacher)
     assert written and all(q.source for q in written)

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import typing
 
 import pytest
 
+from contracts.answers import quote_is_verbatim
+from contracts.prompt import ContextDoc
+from contracts.settings import EvaluationConfig, GateConfig
+from evaluation.gate import decide, decisions, record
+from evaluation.metrics import answer_contained, exact_match, score_output, summarize, token_f1
+from evaluation.plan import SETTINGS, Models, plan_jobs
+from evaluation.questions import EvalQuestion
+from evaluation.report import write_report
+from evaluation.run import retrieval_scores, summarize_rows
 from flows.cli import main
+from retrieval.store import Hit
 from tests.conftest import REPO
-from training.evaluation import EvalQuestion, Models, plan_jobs, retrieval_scores, summarize_rows
-from training.eval_report import write_report
-from training.gate import GateRules, decide, decisions, record
-from training.metrics import answer_contained, exact_match, quote_is_verbatim, score_output, summarize, token_f1
-from training.prompt import ContextDoc
 from training.registry import read_aliases, register
 
 DOC = ContextDoc("The PC-220 accepts an inlet pressure of at most 16 bar.\nIts  housing is IP65.", "PC-220 manual", "pc-220.md")
@@ -91,17 +97,15 @@ def test_summary_counts_faithfulness_over_quotes_not_answers():
 # --- planning and summaries ----------------------------------------------------------------
 
 
-class FakeHit:
-    """Stand-in for a retrieved chunk (only what planning and recall read)."""
-
-    def __init__(self, doc_id: str):
-        self.doc_id, self.text, self.title, self.headings, self.source = doc_id, f"text of {doc_id}", doc_id, [], f"{doc_id}.md"
+def hit(doc_id: str) -> Hit:
+    """A retrieved chunk of document `doc_id`."""
+    return Hit(f"{doc_id}-0", 1.0, doc_id, f"{doc_id}.md", doc_id, f"text of {doc_id}", [], 0, 10, ["public"])
 
 
 def test_plan_covers_each_setting_and_k_and_skips_oracle_when_unknown():
     known = EvalQuestion("q1", "Q1?", "a", ("d1",), (DOC,))
     unknown = EvalQuestion("q2", "Q2?", "b", (), None)
-    hits = [[FakeHit(f"d{i}") for i in range(1, 6)]] * 2
+    hits = [[hit(f"d{i}") for i in range(1, 6)]] * 2
     jobs = plan_jobs([known, unknown], hits, ["closed_book", "rag", "raft_rag", "oracle"], Models(tuned="raft-x"), [1, 3])
     by = {(j.question.id, j.setting, j.k): j for j in jobs}
     assert len(jobs) == 2 * (1 + 2 + 2) + 1
@@ -113,7 +117,7 @@ def test_plan_covers_each_setting_and_k_and_skips_oracle_when_unknown():
 
 def test_retrieval_scores_recall_by_k_and_mrr():
     questions = [EvalQuestion("a", "?", "x", ("d2",), None), EvalQuestion("b", "?", "x", ("d9",), None), EvalQuestion("c", "?", "x", (), None)]
-    hits = [[FakeHit("d1"), FakeHit("d2")], [FakeHit("d1"), FakeHit("d2")], [FakeHit("d1")]]
+    hits = [[hit("d1"), hit("d2")], [hit("d1"), hit("d2")], [hit("d1")]]
     assert retrieval_scores(questions, hits, [1, 2]) == {"n": 2, "recall_by_k": {"1": 0.0, "2": 0.5}, "mrr": 0.25}
 
 
@@ -170,7 +174,7 @@ def test_report_has_the_matrix_the_charts_and_the_outputs(tmp_path):
 
 # --- the gate ------------------------------------------------------------------------------
 
-RULES = GateRules(min_f1_gain=0.05, faithfulness_tolerance=0.02, min_faithfulness=0.9)
+RULES = GateConfig(min_f1_gain=0.05, faithfulness_tolerance=0.02, min_faithfulness=0.9)
 
 
 def test_gate_promotes_a_better_candidate_and_records_why(tmp_path):
@@ -207,7 +211,7 @@ def test_gate_refuses_and_leaves_production_alone(tmp_path, candidate, why):
 
 
 def test_gate_without_a_faithfulness_floor_judges_answers_without_quotes():
-    rules = GateRules(min_f1_gain=0.0, faithfulness_tolerance=0.02, min_faithfulness=0.0)  # e.g. dataset.style direct
+    rules = GateConfig(min_f1_gain=0.0, faithfulness_tolerance=0.02, min_faithfulness=0.0)  # e.g. dataset.style direct
     d = decide("raft-x", {"f1": 0.6, "quote_faithfulness": None}, "base:rag", {"f1": 0.2}, rules)
     assert d.promoted and any("not judged" in r for r in d.reasons)
 
@@ -259,3 +263,8 @@ def test_raft_gate_decides_records_and_moves_production_only_on_a_pass(trained, 
     production = read_aliases(work / "models")["production"]
     assert production == (printed["name"] if decision["promoted"] else None)
     assert decisions(work / "models")[-1]["decided"] == decision["decided"]
+
+
+def test_the_config_accepts_exactly_the_registered_settings():
+    accepted = typing.get_args(typing.get_args(EvaluationConfig.model_fields["settings"].annotation)[0])
+    assert set(accepted) == set(SETTINGS), "a new evaluation setting is an entry of evaluation/plan.py SETTINGS and a name in EvaluationConfig.settings"

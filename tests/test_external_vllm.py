@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from contracts.settings import VLLMConfig
 from flows.config import load_config
 from flows.serve import ServeError, start_stack
 from serving.vllm_process import VLLMServer, VLLMSettings, free_port
@@ -23,8 +24,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def external(base_model, tmp_path_factory):
     """vLLM serving the base model as `base`, runtime LoRA loading on; nothing of it is ours to stop but this fixture."""
-    settings = VLLMSettings(model=base_model.path, served_name="base", port=free_port(), max_model_len=2048, runtime_lora_updating=True)
-    server = VLLMServer(settings, tmp_path_factory.mktemp("external-vllm") / "vllm.log", startup_timeout_s=600)
+    settings = VLLMSettings(model=base_model.path, served_name="base", port=free_port(), runtime_lora_updating=True, config=VLLMConfig(max_model_len=2048))
+    server = VLLMServer(settings, tmp_path_factory.mktemp("external-vllm") / "vllm.log")
     server.start()
     yield server
     server.stop()

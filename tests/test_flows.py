@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.changes import Change, RetrainRules, diff, retrain_due
+from contracts.settings import RetrainConfig
+from flows.changes import Change, diff, retrain_due
 from flows.cli import main
 from flows.config import load_config
 from serving.vllm_process import free_port
@@ -44,7 +45,7 @@ def test_diff_counts_documents_and_their_chunks():
 
 
 def test_retrain_waits_for_threshold_settle_and_cooldown():
-    rules = RetrainRules(min_changed_share=0.5, min_changed_documents=3, settle_s=60, cooldown_s=3600)
+    rules = RetrainConfig(min_changed_share=0.5, min_changed_documents=3, settle_s=60, cooldown_s=3600)
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     ago = lambda s: (now - timedelta(seconds=s)).isoformat()  # noqa: E731
     ledger = {"pending": Change(changed=2, chunks=2, trained_chunks=100).to_dict(), "last_change_at": ago(600),

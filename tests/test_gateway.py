@@ -20,8 +20,13 @@ import time
 import httpx
 import pytest
 import uvicorn
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
+from contracts.prompt import ANSWER_PREFIX, parse_user_message, quote
+from contracts.settings import ChunkingConfig, EmbeddingConfig, QdrantConfig, ServingConfig, VLLMConfig
+from contracts.textmatch import sentences
 from flows.serve import make_retriever
 from retrieval.store import open_store
 from retrieval.sync import sync_corpus
@@ -30,8 +35,6 @@ from serving.engine import Engine
 from serving.gateway import create_app
 from serving.vllm_process import free_port
 from tests.conftest import KB_JSONL, PUMP_MD, SALARIES_MD, VALVE_MD, write
-from training.prompt import ANSWER_PREFIX, parse_user_message, quote
-from training.textmatch import sentences
 
 KEYS = {"public-key": (), "hr-key": ("hr",)}
 PUBLIC = {"Authorization": "Bearer public-key"}
@@ -96,11 +99,11 @@ def gateway(embedder, tmp_path_factory):
     root = tmp_path_factory.mktemp("gateway-corpus")
     for rel, text in (("pump.md", PUMP_MD), ("valve.md", VALVE_MD), ("salaries.md", SALARIES_MD), ("kb.jsonl", KB_JSONL)):
         write(root, rel, text)
-    store = open_store("chunks", None, tmp_path_factory.mktemp("gateway-qdrant"))
-    sync_corpus(store, embedder, root, IndexSettings(embedding_model=embedder.name, chunk_size=64, chunk_overlap=8, chunk_min_size=8))
+    store = open_store(QdrantConfig(collection="chunks"), tmp_path_factory.mktemp("gateway-qdrant"))
+    sync_corpus(store, embedder, root, IndexSettings(EmbeddingConfig(model=embedder.name), ChunkingConfig(size=64, overlap=8, min_size=8)))
     fake = FakeVLLM()
-    settings = GatewaySettings(api_keys=KEYS, max_concurrency=2, max_message_chars=500, max_documents=20,
-                               default_max_tokens=64, max_model_len=WINDOW, upstream_timeout_s=10)
+    serving = ServingConfig(api_keys=KEYS, max_concurrency=2, max_message_chars=500, max_documents=20, default_max_tokens=64, upstream_timeout_s=10)
+    settings = GatewaySettings(serving, vllm=VLLMConfig(max_model_len=WINDOW))
     app = create_app(settings, Engine("http://vllm.test/v1", None), make_retriever(store, embedder),
                      httpx.AsyncClient(transport=httpx.MockTransport(fake)))
     port = free_port()

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from contracts.prompt import ContextDoc, parse_output
 from serving.grounding import answer_grounded, escape, output_regex, quotable, request_fields
-from training.prompt import ContextDoc, parse_output
 
 DOCS = [
     ContextDoc("The PC-220 takes at most 16 bar (232 psi). Its housing is IP65.\nSee [1] for *details*?", "PC-220", "pc-220.md"),

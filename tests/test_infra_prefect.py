@@ -7,7 +7,7 @@ import importlib
 
 import yaml
 
-from flows.config import RaftConfig
+from contracts.settings import RaftConfig
 from flows.pipeline import RETRAIN_DUE
 from tests.conftest import REPO
 

@@ -1,8 +1,8 @@
 """Each loader on real files, and each kind of bad file."""
 
 import pytest
-
 from conftest import HEATER_P1, KB_JSONL, PUMP_MD, WARRANTY_HTML, make_pdf
+
 from retrieval.documents import LoadError, decode_text, parse_file, parse_jsonl
 
 PUBLIC = ("public",)

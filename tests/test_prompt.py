@@ -2,16 +2,8 @@
 
 import pytest
 
-from training.prompt import (
-    ANSWER_PREFIX,
-    ContextDoc,
-    build_messages,
-    example_docs,
-    example_messages,
-    format_answer,
-    parse_output,
-    quote,
-    user_message,
+from contracts.prompt import (
+    ANSWER_PREFIX, ContextDoc, build_messages, example_docs, example_messages, format_answer, parse_output, quote, user_message,
 )
 
 DOCS = [ContextDoc("The P200 pumps 42 litres per minute.", "Pump P200", "guides/pump.md"), ContextDoc('Say "hi".', 'A "quoted"\ntitle')]
@@ -72,7 +64,7 @@ def test_a_stored_example_renders_through_this_module():
 
 
 def test_the_prompt_format_fingerprint_follows_the_rendering(monkeypatch):
-    import training.prompt as prompt
+    import contracts.prompt as prompt
 
     assert prompt._format_fingerprint() == prompt.PROMPT_FORMAT
     monkeypatch.setitem(prompt.SYSTEM_PROMPT, "cot", prompt.SYSTEM_PROMPT["cot"] + " Be brief.")

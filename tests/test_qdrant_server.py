@@ -9,9 +9,10 @@ import uuid
 
 import pytest
 
+from contracts.settings import QdrantConfig
 from flows.config import load_config
 from flows.wiring import open_index
-from retrieval.store import ChunkStore, Layout
+from retrieval.store import ChunkStore
 from tests.conftest import REPO
 
 
@@ -35,7 +36,7 @@ class RecordingClient:
 
 def test_new_collections_get_the_configured_sharding_and_replication():
     client = RecordingClient()
-    store = ChunkStore(client, "raft_chunks", local=False, layout=Layout(shards=6, replication_factor=2, write_consistency_factor=2, on_disk=True))
+    store = ChunkStore(client, "raft_chunks", local=False, layout=QdrantConfig(shards=6, replication_factor=2, write_consistency_factor=2, on_disk=True))
     assert store.create_version(384) == "raft_chunks_v1"
     (_, args, kwargs), *indexes = client.calls
     assert args == ("raft_chunks_v1",)
@@ -49,9 +50,9 @@ def test_config_reaches_the_server_client(monkeypatch):
     cfg = load_config(REPO / "raft.yaml", {"qdrant.url": "http://127.0.0.1:1", "qdrant.shards": "3", "qdrant.replication_factor": "2"})
     store = open_index(cfg)  # the client connects lazily: nothing listens on port 1
     try:
-        assert not store.local and store.layout == Layout(3, 2, 1, False)
+        assert not store.local and (store.layout.shards, store.layout.replication_factor, store.layout.on_disk) == (3, 2, False)
         assert store.client._client.rest_uri.startswith("http://127.0.0.1:1")
-        assert store.client._client._api_key == "s3cret" if hasattr(store.client._client, "_api_key") else True
+        assert store.client._client._rest_headers["api-key"] == "s3cret"  # what every REST request sends
     finally:
         store.close()
 

@@ -1,8 +1,8 @@
 """Finding evidence in chunks, extractive answers, and checking a teacher's quotes."""
 
-from training.prompt import parse_output, quote
+from contracts.prompt import parse_output, quote
+from contracts.textmatch import find_span, normalize_answer, sentence_around, sentences
 from training.quotes import abstain_answer, check_quotes, evidence_span, extractive_answer
-from training.textmatch import find_span, normalize_answer, sentence_around, sentences
 
 CHUNK = (
     "The PC-220 controller runs on 24 V DC.\nIts maximum inlet pressure is 16 bar. "

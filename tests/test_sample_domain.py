@@ -6,12 +6,13 @@ import sys
 
 import pytest
 
+from contracts.prompt import parse_output
+from contracts.settings import QdrantConfig
 from retrieval.qa import read_qa_file
 from retrieval.quality import evaluate_retrieval
 from retrieval.store import open_store
 from tests.conftest import REPO, SAMPLE_QA
 from training.dataset_folder import read_card, read_examples
-from training.prompt import parse_output
 
 GROUPS = ["hr", "internal", "finance"]
 
@@ -26,7 +27,7 @@ def test_every_answer_is_in_its_source_document():
 
 @pytest.fixture(scope="module")
 def sample_store(sample_work):
-    store = open_store("raft_chunks", None, sample_work / "qdrant")
+    store = open_store(QdrantConfig(collection="raft_chunks"), sample_work / "qdrant")
     yield store
     store.close()
 
@@ -47,7 +48,7 @@ def sample_dataset(sample_work, sample_store):
         assert main(args) == 0
     datasets = sorted(p for p in (sample_work / "datasets").iterdir() if p.is_dir())
     paths = [p for p in datasets if not p.name.startswith(".")]
-    store = open_store("raft_chunks", None, sample_work / "qdrant")
+    store = open_store(QdrantConfig(collection="raft_chunks"), sample_work / "qdrant")
     chunks = {c.chunk_id: c for c in store.chunks(GROUPS)}
     store.close()
     return paths, chunks

@@ -14,11 +14,11 @@ import httpx
 import openai
 import pytest
 
+from contracts.prompt import ContextDoc, parse_output
 from flows.config import load_config
 from serving.citations import SourceDoc, cite
 from serving.vllm_process import free_port, group_members
 from tests.conftest import REPO
-from training.prompt import ContextDoc, parse_output
 from training.registry import register, set_alias
 
 KEYS = {"public-key": [], "internal-key": ["internal"]}

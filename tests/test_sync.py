@@ -1,8 +1,9 @@
 """Incremental sync against the real embedding model and embedded Qdrant."""
 
 import pytest
-
 from conftest import MODEL, write
+
+from contracts.settings import ChunkingConfig, EmbeddingConfig
 from retrieval.embedding import Embedder
 from retrieval.search import search
 from retrieval.sync import IndexSettings, SyncStopped, sync_corpus
@@ -175,7 +176,7 @@ def test_missing_or_empty_corpus_is_an_error(store, embedder, tmp_path, settings
 
 def test_settings_change_reindexes_everything(store, embedder, corpus, settings):
     sync(store, embedder, corpus, settings)
-    wider = IndexSettings(embedding_model=MODEL, chunk_size=96, chunk_overlap=8, chunk_min_size=8)
+    wider = IndexSettings(EmbeddingConfig(model=MODEL), ChunkingConfig(size=96, overlap=8, min_size=8))
     report = sync(store, embedder, corpus, wider)
     assert report.updated == 9 and report.unchanged == 0
     assert sync(store, embedder, corpus, wider).embeddings_computed == 0

@@ -6,15 +6,17 @@ same HTTP protocol, so concurrency, retries, error handling and the resumable ca
 
 import pytest
 
-from training.teacher import Teacher, TeacherError, TeacherSettings
+from contracts.settings import TeacherConfig
 from tests.scripted_teacher import ScriptedTeacher
+from training.teacher import Teacher, TeacherError
 
 CHUNKS = [(f"Manual {n}", f"The unit U{n} weighs {n + 10} kg. It ships in a box of {n + 2} parts.") for n in range(6)]
 
 
 def make_teacher(server, cache, **overrides) -> Teacher:
-    settings = TeacherSettings(base_url=server.url, model="scripted", concurrency=3, max_retries=2, retry_base_s=0.01, **overrides)
-    return Teacher(settings, cache)
+    prompts = {key: overrides.pop(key) for key in ("question_prompt", "answer_prompt") if key in overrides}
+    config = TeacherConfig(url=server.url, model="scripted", concurrency=3, max_retries=2, **overrides)
+    return Teacher(config, cache, retry_base_s=0.01, **prompts)
 
 
 def test_questions_are_parsed_from_the_reply(tmp_path):
@@ -55,9 +57,9 @@ def test_refused_credentials_fail_at_once_with_a_hint(tmp_path):
 
 
 def test_unreachable_teacher_names_the_url(tmp_path):
-    settings = TeacherSettings(base_url="http://127.0.0.1:9/v1", model="m", max_retries=0)
+    config = TeacherConfig(url="http://127.0.0.1:9/v1", model="m", max_retries=0)
     with pytest.raises(TeacherError, match="teacher: cannot reach http://127.0.0.1:9/v1"):
-        Teacher(settings, tmp_path / "c.jsonl").questions(CHUNKS[:1])
+        Teacher(config, tmp_path / "c.jsonl").questions(CHUNKS[:1])
 
 
 def test_a_cache_line_cut_by_a_crash_is_ignored(tmp_path):
@@ -80,7 +82,7 @@ def test_prompt_templates_from_config_are_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"teacher.question_prompt: .*unknown placeholder\(s\) passage; available: n, text, title"):
         make_teacher(cfg)
     template.write_text("Write {n} questions about {text}")
-    assert make_teacher(cfg).settings.question_prompt == "Write {n} questions about {text}"
+    assert make_teacher(cfg).question_prompt == "Write {n} questions about {text}"
     with pytest.raises(ConfigError, match="teacher.model is not"):
         make_teacher(load_config(None, {"teacher.url": "http://x/v1"}, environ={}))
 
@@ -91,7 +93,7 @@ def test_a_reply_that_is_no_chat_completion_is_a_clear_error_not_a_crash():
     import httpx
     import openai
 
-    from serving.generation import GenerationError, Sampling, complete
+    from contracts.generation import GenerationError, Sampling, complete
 
     for reply in (httpx.Response(200, json={"status": "ok"}), httpx.Response(200, text="<html>login</html>")):
         client = openai.OpenAI(base_url="http://teacher.test/v1", api_key="k", max_retries=0,

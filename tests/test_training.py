@@ -16,17 +16,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from contracts.prompt import example_docs, example_messages
+from contracts.settings import TrainingConfig
 from flows.cli import main
-from tests.conftest import REPO
 from training import trainer
 from training.dataset_folder import read_examples
-from training.prompt import example_docs, example_messages
 from training.registry import get_version, list_versions
 from training.tokenization import IGNORE, tokenize_example
-from training.trainer import TrainSettings, train
+from training.trainer import train
 
 # Small and fast: short sequences, no dropout (the resume test compares weights exactly).
-FAST = TrainSettings(batch_size=2, max_seq_len=512, lora_dropout=0.0, warmup_ratio=0.0, save_every=0)
+FAST = TrainingConfig(batch_size=2, max_seq_len=512, warmup_ratio=0.0, save_every=0)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_truncation_cuts_distractors_never_the_oracle_or_the_answer(llm_tokenize
 
 def test_loss_falls_on_a_fixed_batch(base_model, small_dataset, tmp_path):
     data = subset(small_dataset, tmp_path / "two", 2, 1)  # one batch of two: every step sees the same batch
-    s = TrainSettings(**{**FAST.__dict__, "max_steps": 6, "learning_rate": 2e-3, "schedule": "constant"})
+    s = FAST.model_copy(update={"max_steps": 6, "learning_rate": 2e-3, "schedule": "constant"})
     result = train(base_model, data, tmp_path / "run", s)
     curve = result.metrics["loss_curve"]
     assert len(curve) == 6
@@ -98,7 +98,7 @@ class Interrupted(Exception):
 
 
 def test_resume_continues_at_the_checkpoint_with_the_same_result(base_model, small_dataset, tmp_path, monkeypatch):
-    s = TrainSettings(**{**FAST.__dict__, "max_steps": 4, "save_every": 2})
+    s = FAST.model_copy(update={"max_steps": 4, "save_every": 2})
     whole = train(base_model, small_dataset, tmp_path / "whole", s)
 
     save = trainer._save_checkpoint
@@ -167,6 +167,7 @@ def test_the_adapter_loads_in_peft_and_matches_the_merged_model(trained, base_mo
 
 @pytest.mark.slow
 def test_vllm_on_cpu_serves_the_adapter(trained, base_model, small_dataset, tmp_path):
+    from contracts.settings import VLLMConfig
     from serving.vllm_process import VLLMServer, VLLMSettings, free_port
 
     work, _ = trained
@@ -174,7 +175,7 @@ def test_vllm_on_cpu_serves_the_adapter(trained, base_model, small_dataset, tmp_
     record = read_examples(small_dataset, "eval")[0]
     settings = VLLMSettings(
         model=base_model.path, adapters={version.name: str(version.adapter_dir)},
-        lora_rank=version.metadata["serving"]["max_lora_rank"], port=free_port(), max_model_len=1024, cpu_kv_cache_gib=1,
+        lora_rank=version.metadata["serving"]["max_lora_rank"], port=free_port(), config=VLLMConfig(max_model_len=1024, cpu_kv_cache_gib=1),
     )
     with VLLMServer(settings, tmp_path / "vllm.log") as server:
         served = {m["id"] for m in httpx.get(f"{server.url}/models").json()["data"]}

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from contracts.settings import VLLMConfig
 from serving.vllm_process import VLLMError, VLLMServer, VLLMSettings, _port_free, free_port, group_members
 from tests.conftest import REPO
 
@@ -50,7 +51,7 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Models).serve_forever()
 def stand_in(tmp_path: Path, port: int, on_sigterm: str = "exit") -> VLLMServer:
     """A VLLMServer that runs the stand-in tree on `port` instead of vLLM."""
     command = [sys.executable, "-c", LEADER, ENGINE, str(port), on_sigterm]
-    return VLLMServer(VLLMSettings(model="stand-in", port=port), tmp_path / "stand-in.log", startup_timeout_s=30, command=command)
+    return VLLMServer(VLLMSettings(model="stand-in", port=port, config=VLLMConfig(startup_timeout_s=30)), tmp_path / "stand-in.log", command=command)
 
 
 def wait_for(condition, timeout_s: float, what: str):

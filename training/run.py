@@ -14,11 +14,13 @@ import shutil
 import time
 from pathlib import Path
 
+from contracts.atomic import atomic_dir
+from contracts.prompt import PROMPT_FORMAT
+from contracts.settings import TrainingConfig
 from training.base_model import BaseModel
 from training.dataset_folder import check_format, dataset_hash, read_card
-from training.prompt import PROMPT_FORMAT
 from training.registry import Version, code_version, register
-from training.trainer import CHECKPOINTS, TrainSettings, settings_dict, train
+from training.trainer import CHECKPOINTS, train
 
 
 def run_training(
@@ -26,7 +28,7 @@ def run_training(
     dataset_dir: Path,
     models_dir: Path,
     runs_dir: Path,
-    settings: TrainSettings,
+    settings: TrainingConfig,
     merge: bool = False,
     resume: bool = False,
     progress: bool = False,
@@ -39,7 +41,7 @@ def run_training(
     began = time.perf_counter()
     check_format(dataset_dir)
     digest = dataset_hash(dataset_dir)
-    config = settings_dict(settings)
+    config = settings.model_dump(mode="json", exclude={"merge"})  # merging is asked for separately
     key = hashlib.sha256(json.dumps({"dataset": digest, "base": base.sha256, "settings": config}, sort_keys=True).encode()).hexdigest()[:16]
     run_dir = runs_dir / key
     if not resume and (run_dir / CHECKPOINTS).exists():
@@ -64,7 +66,7 @@ def run_training(
             "total_seconds": round(time.perf_counter() - began, 2),
             "resumed": resume,
         },
-        "serving": {"max_lora_rank": settings.lora_rank},  # vLLM's --max-lora-rank must be at least this
+        "serving": {"max_lora_rank": settings.lora.rank},  # vLLM's --max-lora-rank must be at least this
         "prompt_format": PROMPT_FORMAT,  # what the version was trained to read; evaluation checks it
         "libraries": {name: importlib.metadata.version(name) for name in ("torch", "transformers", "peft", "accelerate")},
         **code_version(),
@@ -81,10 +83,7 @@ def merge_adapter(base_path: str, adapter_dir: Path, out_dir: Path) -> Path:
 
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto")
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp, safe_serialization=True)
-    AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(tmp)
     return out_dir

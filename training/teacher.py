@@ -21,8 +21,9 @@ from typing import Any
 
 import openai
 
-from serving.generation import GenerationError, Sampling, complete, model_client
-from training.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE
+from contracts.generation import GenerationError, Sampling, complete, model_client
+from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE
+from contracts.settings import TeacherConfig
 
 QUESTION_PROMPT = """Below is a passage from the document "{title}".
 Write {n} different questions that a reader of this document could ask and that this passage answers on its own.
@@ -45,22 +46,6 @@ class TeacherError(RuntimeError):
     """The teacher cannot be used (unreachable, refused, out of retries); finished calls stay cached."""
 
 
-@dataclass(frozen=True)
-class TeacherSettings:
-    base_url: str  # e.g. http://localhost:8000/v1
-    model: str
-    api_key: str | None = None
-    concurrency: int = 4
-    max_retries: int = 5
-    retry_base_s: float = 1.0  # first backoff; doubles per retry, with jitter
-    timeout_s: float = 120.0
-    temperature: float = 0.2
-    max_tokens: int = 768
-    questions_per_chunk: int = 3
-    question_prompt: str = QUESTION_PROMPT  # placeholders: {title} {text} {n}
-    answer_prompt: str = ANSWER_PROMPT  # placeholders: {title} {text} {question} {reference}
-
-
 @dataclass
 class TeacherStats:
     calls: int = 0  # requests sent (retries included)
@@ -73,18 +58,23 @@ class TeacherStats:
 class Teacher:
     """Client for one teacher model; `cache_file` makes its work resumable."""
 
-    settings: TeacherSettings
+    config: TeacherConfig  # with url and model set
     cache_file: Path
+    question_prompt: str = QUESTION_PROMPT  # placeholders: {title} {text} {n}
+    answer_prompt: str = ANSWER_PROMPT  # placeholders: {title} {text} {question} {reference}
+    retry_base_s: float = 1.0  # first backoff; doubles per retry, with jitter
     stats: TeacherStats = field(default_factory=TeacherStats)
 
     def __post_init__(self) -> None:
+        if not self.config.url or not self.config.model:
+            raise TeacherError("a teacher needs teacher.url and teacher.model: name the endpoint and the model it serves")
         self._lock = threading.Lock()
         self._cache = _read_cache(self.cache_file)
 
     def questions(self, chunks: list[tuple[str, str]], progress: bool = False) -> list[list[tuple[str, str]]]:
         """(question, answer) pairs for each (title, text) chunk; [] where the reply was unusable."""
-        s = self.settings
-        prompts = [s.question_prompt.format(title=title, text=text, n=s.questions_per_chunk) for title, text in chunks]
+        s = self.config
+        prompts = [self.question_prompt.format(title=title, text=text, n=s.questions_per_chunk) for title, text in chunks]
         replies = self.complete_many([[{"role": "user", "content": p}] for p in prompts], "teacher questions", progress)
         pairs = []
         for reply in replies:
@@ -98,7 +88,7 @@ class Teacher:
         messages = []
         for question, title, text, reference in items:
             ref = f"\nReference answer: {reference}\n" if reference else ""
-            content = self.settings.answer_prompt.format(question=question, title=title, text=text, reference=ref)
+            content = self.answer_prompt.format(question=question, title=title, text=text, reference=ref)
             messages.append([{"role": "user", "content": content}])
         return self.complete_many(messages, "teacher answers", progress)
 
@@ -116,8 +106,8 @@ class Teacher:
         todo = {key: messages for key, messages in zip(keys, requests) if key not in replies}
         if todo:
             with (
-                model_client(self.settings.base_url, self.settings.timeout_s, self.settings.api_key) as client,
-                ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool,
+                model_client(self.config.url, self.config.timeout_s, self.config.api_key) as client,
+                ThreadPoolExecutor(max_workers=self.config.concurrency) as pool,
                 tqdm(total=len(todo), desc=label, unit="call", disable=not progress) as bar,
             ):
                 futures = {pool.submit(self._complete, client, key, messages): key for key, messages in todo.items()}
@@ -142,17 +132,17 @@ class Teacher:
     # --- one call --------------------------------------------------------------------------
 
     def _key(self, messages: list[dict[str, str]]) -> str:
-        s = self.settings
+        s = self.config
         blob = json.dumps({"model": s.model, "messages": messages, "temperature": s.temperature, "max_tokens": s.max_tokens}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _complete(self, client: openai.OpenAI, key: str, messages: list[dict[str, str]]) -> str:
-        s = self.settings
+        s = self.config
         sampling = Sampling(max_tokens=s.max_tokens, temperature=s.temperature)
         for attempt in range(s.max_retries + 1):
             with self._lock:
                 self.stats.calls += 1
-            wait = _retry_wait(attempt, s.retry_base_s)
+            wait = _retry_wait(attempt, self.retry_base_s)
             try:
                 reply = complete(client, s.model, messages, sampling).text
             except GenerationError as e:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from training.prompt import ContextDoc, example_docs, example_messages
+from contracts.prompt import ContextDoc, example_docs, example_messages
 
 IGNORE = -100  # label of tokens without loss
 

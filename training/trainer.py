@@ -20,12 +20,14 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from contracts.atomic import atomic_dir
+from contracts.settings import TrainingConfig
 from training.base_model import BaseModel
 from training.dataset_folder import read_examples
 from training.tokenization import IGNORE, TokenizedExample, tokenize_example
@@ -38,36 +40,13 @@ class TrainingError(RuntimeError):
     """Training cannot start or continue; the message says why and what to do."""
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0  # 0.05 costs about 30% of the speed on CPU
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    learning_rate: float = 1e-3
-    schedule: str = "cosine"  # cosine | linear | constant, after a linear warmup
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    epochs: float = 2.0
-    max_steps: int | None = None  # wins over epochs when set
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_seq_len: int = 1024
-    eval_every: int = 0  # steps; 0: only at the end
-    save_every: int = 10  # steps; 0: no intermediate checkpoints
-    seed: int = 0
-    device: str | None = None  # None: CUDA when present, else CPU
-    bf16: bool | None = None  # None: when the GPU supports it, or the CPU computes bf16 natively
-    gradient_checkpointing: bool | None = None  # None: on CUDA
-
-
 @dataclass
 class TrainResult:
     adapter_dir: Path
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def train(base: BaseModel, dataset_dir: Path, run_dir: Path, s: TrainSettings, resume: bool = False, progress: bool = False) -> TrainResult | None:
+def train(base: BaseModel, dataset_dir: Path, run_dir: Path, s: TrainingConfig, resume: bool = False, progress: bool = False) -> TrainResult | None:
     """Train a LoRA adapter on `dataset_dir` into `run_dir/adapter`; `resume` continues its last checkpoint.
 
     Returns None in the processes other than the main one of a multi-process launch.
@@ -97,7 +76,7 @@ def train(base: BaseModel, dataset_dir: Path, run_dir: Path, s: TrainSettings, r
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     lora = LoraConfig(
-        r=s.lora_rank, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout, target_modules=list(s.lora_targets),
+        r=s.lora.rank, lora_alpha=s.lora.alpha, lora_dropout=s.lora.dropout, target_modules=list(s.lora.targets),
         bias="none", task_type="CAUSAL_LM",  # vLLM serves neither bias nor modules_to_save
     )
     model = get_peft_model(model, lora)
@@ -231,7 +210,7 @@ def _tokenize(tokenizer: Any, records: list[dict[str, Any]], max_len: int) -> tu
     return examples, {"truncated": truncated, "too_long": too_long}
 
 
-def _batch_plan(examples: list[TokenizedExample], s: TrainSettings, processes: int, rank: int) -> list[list[list[int]]]:
+def _batch_plan(examples: list[TokenizedExample], s: TrainingConfig, processes: int, rank: int) -> list[list[list[int]]]:
     """Per optimizer step, this process's micro-batches (example indices); a function of the seed only.
 
     Examples of similar length share a batch (less padding): each epoch shuffles, sorts
@@ -256,7 +235,7 @@ def _batch_plan(examples: list[TokenizedExample], s: TrainSettings, processes: i
     return [step[rank::processes] for step in steps]
 
 
-def _schedule(s: TrainSettings, total: int):
+def _schedule(s: TrainingConfig, total: int):
     warmup = int(s.warmup_ratio * total)
 
     def factor(step: int) -> float:
@@ -276,16 +255,12 @@ def _save_checkpoint(run_dir: Path, step: int, model: Any, optimizer: Any, sched
     from peft import get_peft_model_state_dict
 
     folder = run_dir / CHECKPOINTS
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".step-{step:06d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     state = {
         "step": step, "adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
     }
-    torch.save(state, tmp / "state.pt")
-    tmp.rename(folder / f"step-{step:06d}")
+    with atomic_dir(folder / f"step-{step:06d}") as tmp:
+        torch.save(state, tmp / "state.pt")
     for old in sorted(folder.glob("step-*"))[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old)
 
@@ -296,20 +271,10 @@ def _latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def _save_adapter(model: Any, tokenizer: Any, folder: Path) -> None:
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
 
 
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 5) if values else None
-
-
-def settings_dict(s: TrainSettings) -> dict[str, Any]:
-    """The settings as plain JSON values (for metadata)."""
-    return {**asdict(s), "lora_targets": list(s.lora_targets)}
-

@@ -1,7 +1,7 @@
 """Answer metrics: SQuAD-style exact match and token F1, answer containment, quote faithfulness,
 whether the answer comes from the model's own quotes, and how it abstains.
 
-A model output is scored through the shared parser (training/prompt.py): the prediction is
+A model output is scored through the shared parser (contracts/prompt.py): the prediction is
 the text after `<ANSWER>:`, or, when the model never wrote that line, its whole output (so
 a base model that answers in free text still gets credit for what it says; the parse rate
 reports the format separately). With several gold answers (SQuAD), each score is the best
@@ -14,8 +14,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from training.prompt import UNKNOWN_ANSWER, ContextDoc, parse_output
-from training.textmatch import answer_tokens, normalize_answer
+from contracts.answers import answer_in_quotes, contains_answer, is_abstention, quote_is_verbatim
+from contracts.prompt import ContextDoc, parse_output
+from contracts.textmatch import answer_tokens, normalize_answer
 
 
 @dataclass(frozen=True)
@@ -51,27 +52,7 @@ def token_f1(prediction: str, reference: str) -> float:
 
 def answer_contained(prediction: str, reference: str) -> float:
     """1.0 when the normalised reference occurs, on word boundaries, in the normalised prediction."""
-    ref = normalize_answer(reference)
-    return float(bool(ref) and f" {ref} " in f" {normalize_answer(prediction)} ")
-
-
-def quote_is_verbatim(quote: str, docs: Sequence[ContextDoc]) -> bool:
-    """Whether `quote` is word for word in one of `docs` (whitespace runs count as one space)."""
-    needle = " ".join(quote.split())
-    return bool(needle) and any(needle in " ".join(d.text.split()) for d in docs)
-
-
-def is_abstention(prediction: str) -> bool:
-    """Whether the prediction says "I don't know" (in any case or punctuation)."""
-    return normalize_answer(prediction) in _ABSTENTIONS
-
-
-_ABSTENTIONS = {normalize_answer(UNKNOWN_ANSWER), normalize_answer("I do not know")}
-
-
-def answer_in_quotes(answer: str, quotes: Sequence[str]) -> bool:
-    """Whether `answer` occurs, on word boundaries after normalisation, in one of `quotes`."""
-    return any(answer_contained(q, answer) for q in quotes)
+    return float(contains_answer(prediction, reference))
 
 
 def score_output(output: str, references: Sequence[str], docs: Sequence[ContextDoc]) -> AnswerScore:

@@ -11,10 +11,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from contracts.atomic import atomic_file, write_text_atomic
 
 COLUMNS = (
     ("n", "n"), ("em", "EM"), ("f1", "F1"), ("answer_contained", "contained"), ("quote_faithfulness", "quote faithfulness"),
@@ -26,12 +27,12 @@ COLUMNS = (
 def write_report(folder: Path, results: dict[str, Any], rows: Sequence[dict[str, Any]]) -> Path:
     """Write the report files into `folder` (created); returns the Markdown file."""
     folder.mkdir(parents=True, exist_ok=True)
-    _write(folder / "results.json", json.dumps(results, indent=2) + "\n")
-    _write(folder / "outputs.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    write_text_atomic(folder / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(folder / "outputs.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     charts = [_settings_chart(folder / "settings.png", results["settings"])]
     if any(len(by_k) > 1 for by_k in results.get("k_sweep", {}).values()):
         charts.append(_sweep_chart(folder / "k_sweep.png", results["k_sweep"]))
-    _write(folder / "report.md", markdown(results, [c.name for c in charts]))
+    write_text_atomic(folder / "report.md", markdown(results, [c.name for c in charts]))
     return folder / "report.md"
 
 
@@ -108,17 +109,12 @@ def _pyplot():
 
 def _save(plt: Any, fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _cell(value: Any) -> str:

@@ -26,10 +26,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    from retrieval.store import Hit
+from typing import Any, Literal
 
 BEGIN_QUOTE = "##begin_quote##"
 END_QUOTE = "##end_quote##"
@@ -70,16 +67,6 @@ class ParsedOutput:
     quotes: tuple[str, ...]  # every ##begin_quote##…##end_quote## span, in order
     reasoning: str  # everything before the answer line
     well_formed: bool  # an answer line and balanced quote markers
-
-
-def chunk_title(chunk: Hit) -> str:
-    """Document title and section headings, as the model sees them in the context."""
-    return " > ".join([chunk.title] + [h for h in chunk.headings if h != chunk.title])
-
-
-def context_doc(chunk: Hit) -> ContextDoc:
-    """A retrieved chunk as a document of the prompt: training and serving build contexts alike."""
-    return ContextDoc(chunk.text, chunk_title(chunk), chunk.source)
 
 
 def format_documents(docs: Sequence[ContextDoc]) -> str:

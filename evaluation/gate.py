@@ -11,22 +11,16 @@ faithfulness drops by at most `faithfulness_tolerance` (and stays above
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contracts.atomic import write_text_atomic
+from contracts.settings import GateConfig
 from training.registry import set_alias
 
 DECISIONS = "decisions"
-
-
-@dataclass(frozen=True)
-class GateRules:
-    min_f1_gain: float = 0.02  # absolute F1 points (0..1) above the baseline
-    faithfulness_tolerance: float = 0.02  # the most quote faithfulness may drop below the baseline's
-    min_faithfulness: float = 0.75  # an absolute floor (the base model, the first baseline, quotes nothing)
 
 
 @dataclass(frozen=True)
@@ -37,17 +31,17 @@ class Decision:
     reasons: tuple[str, ...]
     candidate_scores: dict[str, Any]
     baseline_scores: dict[str, Any]
-    rules: GateRules
+    rules: GateConfig
     decided: str
     evaluation: dict[str, Any]  # what was evaluated on (dataset, n, k)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""
-        return asdict(self)
+        return {**asdict(self), "rules": self.rules.model_dump()}
 
 
 def decide(
-    candidate: str, candidate_scores: dict[str, Any], baseline: str, baseline_scores: dict[str, Any], rules: GateRules,
+    candidate: str, candidate_scores: dict[str, Any], baseline: str, baseline_scores: dict[str, Any], rules: GateConfig,
     evaluation: dict[str, Any] | None = None,
 ) -> Decision:
     """Compare the candidate's scores with the baseline's under `rules`; the reasons say why."""
@@ -91,9 +85,7 @@ def record(models_dir: Path, decision: Decision) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     stamp = decision.decided.replace(":", "").replace("-", "").replace("+0000", "Z")  # sortable, unique per decision
     path = folder / f"{stamp}-{decision.candidate}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(decision.to_dict(), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(decision.to_dict(), indent=2, sort_keys=True) + "\n")
     if decision.promoted:
         set_alias(models_dir, "production", decision.candidate)
     return path

@@ -1,0 +1,36 @@
+"""What backs an answer: abstentions, quotes found word for word in the context, and an answer
+taken from the model's own quotes. Evaluation scores with these, and the gateway checks
+grounded answers with the same definitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from contracts.prompt import UNKNOWN_ANSWER, ContextDoc
+from contracts.textmatch import normalize_answer
+
+
+def quote_is_verbatim(quote: str, docs: Sequence[ContextDoc]) -> bool:
+    """Whether `quote` is word for word in one of `docs` (whitespace runs count as one space)."""
+    needle = " ".join(quote.split())
+    return bool(needle) and any(needle in " ".join(d.text.split()) for d in docs)
+
+
+def is_abstention(prediction: str) -> bool:
+    """Whether the prediction says "I don't know" (in any case or punctuation)."""
+    return normalize_answer(prediction) in _ABSTENTIONS
+
+
+_ABSTENTIONS = {normalize_answer(UNKNOWN_ANSWER), normalize_answer("I do not know")}
+
+
+def contains_answer(text: str, answer: str) -> bool:
+    """Whether `answer` occurs in `text` on word boundaries, both normalised as SQuAD does."""
+    needle = normalize_answer(answer)
+    return bool(needle) and f" {needle} " in f" {normalize_answer(text)} "
+
+
+def answer_in_quotes(answer: str, quotes: Sequence[str]) -> bool:
+    """Whether `answer` occurs, on word boundaries after normalisation, in one of `quotes`."""
+    return any(contains_answer(q, answer) for q in quotes)
