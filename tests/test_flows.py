@@ -28,7 +28,6 @@ from tests.conftest import REPO, SAMPLE_CORPUS
 from training.registry import list_versions, read_aliases
 
 CONFIG = str(REPO / "raft.yaml")
-pytestmark = pytest.mark.slow
 
 
 # --- the change ledger (no Prefect) -------------------------------------------------------------
@@ -151,6 +150,7 @@ def first_run(env):
     return _run_pipeline(env[1])
 
 
+@pytest.mark.slow
 def test_first_run_trains_gates_and_publishes(env, first_run):
     _, _, cfg = env
     assert first_run["index"]["sync"]["added"] == 56 and not first_run["dataset"]["cached"]
@@ -164,6 +164,7 @@ def test_first_run_trains_gates_and_publishes(env, first_run):
     assert any(a.key == "raft-gate" for a in artifact)
 
 
+@pytest.mark.slow
 def test_second_run_without_change_skips_training(env, first_run):
     _, overrides, cfg = env
     again = _run_pipeline(overrides)
@@ -209,6 +210,7 @@ def _edit(corpus, rel, sentence):
     path.write_text(path.read_text() + f"\n\n{sentence}\n")
 
 
+@pytest.mark.slow
 def test_change_below_threshold_reindexes_only(env, served):
     corpus, _, cfg = env
     stack, watcher, url = served
@@ -244,6 +246,7 @@ def _status(cfg):
     return json.loads(out.getvalue())
 
 
+@pytest.mark.slow
 def test_change_beyond_threshold_retrains_once_and_deploys(env, served):
     corpus, _, cfg = env
     stack, watcher, url = served
@@ -262,6 +265,7 @@ def test_change_beyond_threshold_retrains_once_and_deploys(env, served):
     assert _status(cfg)["since_training"]["documents"] == 0
 
 
+@pytest.mark.slow
 def test_triggers_during_a_run_coalesce_into_one_follow_up(env, served):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
@@ -291,6 +295,7 @@ def test_triggers_during_a_run_coalesce_into_one_follow_up(env, served):
     assert pipeline_runs() - before == 2
 
 
+@pytest.mark.slow
 def test_raft_run_no_serve_prints_the_gate_table_and_an_example_answer(env, served, capsys):
     _, overrides, cfg = env
     argv = ["run", "--no-serve", "--json", "--config", CONFIG, "--question", "What is the maximum inlet pressure of the PC-220?"]
@@ -305,6 +310,7 @@ def test_raft_run_no_serve_prints_the_gate_table_and_an_example_answer(env, serv
     assert any("pc-220" in source for source in example["sources"])
 
 
+@pytest.mark.slow
 def test_deploy_flows_registers_schedules_on_a_real_prefect_server(tmp_path):
     """`prefect server start` on loopback, `raft deploy-flows` against it: both deployments with
     their cron schedules and the trigger, scheduled runs queued, and `raft status` reading them."""

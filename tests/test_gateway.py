@@ -47,6 +47,7 @@ class FakeVLLM:
 
     def __init__(self) -> None:
         self.down = False
+        self.timeout = False  # vLLM accepts the connection but answers nothing in time
         self.tokens_per_byte = 0.25
         self.token_delay_s = 0.0
         self.requests: list[dict] = []
@@ -55,6 +56,8 @@ class FakeVLLM:
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
         body = json.loads(request.content)
+        if self.timeout and request.url.path != "/tokenize":
+            raise httpx.ReadTimeout("no answer in time", request=request)
         self.requests.append({"path": request.url.path, **body})
         if request.url.path == "/tokenize":
             size = sum(len(m["content"].encode()) for m in body["messages"])
@@ -122,7 +125,7 @@ def gateway(embedder, tmp_path_factory):
 def fake(gateway):
     url, fake = gateway
     yield fake
-    fake.down, fake.tokens_per_byte, fake.token_delay_s = False, 0.25, 0.0
+    fake.down, fake.timeout, fake.tokens_per_byte, fake.token_delay_s = False, False, 0.25, 0.0
     fake.requests.clear()
 
 
@@ -186,6 +189,31 @@ def test_vllm_down_is_a_503_streaming_or_not(gateway, fake):
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=question("How fast does the V10 close?", stream=True), headers=PUBLIC) as reply:
         reply.read()
         assert_openai_error(reply, 503, code="upstream_unavailable")
+
+
+def test_vllm_too_slow_is_a_504_streaming_or_not(gateway, fake):
+    """A read timeout from vLLM (here raised by the fake: a real one would take upstream_timeout_s)."""
+    url, _ = gateway
+    fake.timeout = True
+    assert_openai_error(ask(url, question("How fast does the V10 close?")), 504, None, "upstream_timeout")
+    assert_openai_error(ask(url, question("How fast does the V10 close?", stream=True)), 504, None, "upstream_timeout")
+    assert 'raft_errors_total{kind="upstream_timeout"}' in httpx.get(f"{url}/metrics").text
+
+
+def test_caller_documents_are_the_whole_context_and_are_cited(gateway, fake):
+    url, _ = gateway
+    docs = [{"text": "The Z9 widget weighs 7 kg. It is painted blue.", "title": "Z9 sheet", "source": "z9.pdf"},
+            {"text": "The Q4 gadget weighs 2 kg.", "title": "Q4 sheet"}]
+    reply = ask(url, question("What does the Z9 weigh?", documents=docs, raft={"reasoning": True}))
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    sent, _ = parse_user_message(fake.requests[-1]["messages"][-1]["content"])
+    assert [(d.text, d.title, d.source) for d in sent] == [(d["text"], d["title"], d.get("source", "")) for d in docs], "no retrieved chunk added"
+    assert [(c["title"], c["source"], c["doc_id"]) for c in body["raft"]["context"]] == [("Z9 sheet", "z9.pdf", ""), ("Q4 sheet", "", "")]
+    cited = {(c["document"], c["quote"]) for c in body["citations"]}
+    assert (1, "The Z9 widget weighs 7 kg.") in cited and (2, "The Q4 gadget weighs 2 kg.") in cited
+    assert all(c["verbatim"] for c in body["citations"])
+    assert body["raft"]["answer"] == "The Z9 widget weighs"
 
 
 def test_a_stream_broken_off_ends_with_an_error_event_and_done(gateway, fake):

@@ -83,6 +83,7 @@ def test_truncation_cuts_distractors_never_the_oracle_or_the_answer(llm_tokenize
 # --- training ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_loss_falls_on_a_fixed_batch(base_model, small_dataset, tmp_path):
     data = subset(small_dataset, tmp_path / "two", 2, 1)  # one batch of two: every step sees the same batch
     s = FAST.model_copy(update={"max_steps": 6, "learning_rate": 2e-3, "schedule": "constant"})
@@ -97,6 +98,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_checkpoint_with_the_same_result(base_model, small_dataset, tmp_path, monkeypatch):
     s = FAST.model_copy(update={"max_steps": 4, "save_every": 2})
     whole = train(base_model, small_dataset, tmp_path / "whole", s)
@@ -130,6 +132,7 @@ def test_resume_without_a_checkpoint_says_so(base_model, small_dataset, tmp_path
 # --- raft train, the registry, peft and vLLM -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_raft_train_registers_a_version_and_raft_models_lists_it(trained, capsys):
     work, printed = trained
     assert main(["models", "--work-dir", str(work), "--json"]) == 0
@@ -147,6 +150,7 @@ def test_raft_train_registers_a_version_and_raft_models_lists_it(trained, capsys
     assert not (work / "runs").exists() or not any((work / "runs").iterdir()), "the run folder goes once registered"
 
 
+@pytest.mark.slow
 def test_the_adapter_loads_in_peft_and_matches_the_merged_model(trained, base_model):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
