@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contracts.generation import Sampling
-from contracts.prompt import ANSWER_PREFIX, ContextDoc, build_messages, parse_output
+from contracts.prompt import ANSWER_PREFIX, ContextDoc, ParsedOutput, build_messages, parse_output
 from contracts.settings import GenerationConfig, ServingConfig, VLLMConfig
 from serving.citations import SourceDoc, cite
 from serving.engine import Engine
@@ -119,9 +119,7 @@ class RagChatService:
         self.metrics.latency.observe(time.perf_counter() - p.began)
         return completion(
             p.body.model, content, choice.finish_reason, upstream.usage,
-            citations=[c.to_dict() for c in cite(parsed.quotes, p.context)],
-            raft={"served_model": p.served, "answer": parsed.answer, "grounding": p.grounding, "grounded": answer_grounded(parsed),
-                  "context": [_describe(s) for s in p.context]},
+            citations=[c.to_dict() for c in cite(parsed.quotes, p.context)], raft=_raft_fields(p, parsed),
         )
 
     async def stream(self, p: Prepared) -> AsyncIterator[str]:
@@ -161,8 +159,7 @@ class RagChatService:
         if parsed.answer is None and not p.body.raft.reasoning and output[sent:]:
             yield writer.event({"content": output[sent:]})  # no answer line: the whole output is the answer
         citations = [c.to_dict() for c in cite(parsed.quotes, p.context)]
-        grounded = {"grounding": p.grounding, "grounded": answer_grounded(parsed)}
-        yield writer.event({}, finish or "stop", citations=citations, raft=grounded)
+        yield writer.event({}, finish or "stop", citations=citations, raft=_raft_fields(p, parsed))
         yield writer.DONE
         self.metrics.latency.observe(time.perf_counter() - p.began)
 
@@ -262,6 +259,12 @@ def _visible(output: str, reasoning: bool) -> str | None:
         return output
     at = output.rfind(ANSWER_PREFIX)
     return None if at == -1 else output[at + len(ANSWER_PREFIX) :].lstrip().split("\n")[0]
+
+
+def _raft_fields(p: Prepared, parsed: ParsedOutput) -> dict[str, Any]:
+    """The `raft` object of a reply (streamed: of its last event): who answered, from what, how grounded."""
+    return {"served_model": p.served, "answer": parsed.answer, "grounding": p.grounding, "grounded": answer_grounded(parsed),
+            "context": [_describe(s) for s in p.context]}
 
 
 def _describe(s: SourceDoc) -> dict[str, Any]:

@@ -214,6 +214,11 @@ def test_caller_documents_are_the_whole_context_and_are_cited(gateway, fake):
     assert (1, "The Z9 widget weighs 7 kg.") in cited and (2, "The Q4 gadget weighs 2 kg.") in cited
     assert all(c["verbatim"] for c in body["citations"])
     assert body["raft"]["answer"] == "The Z9 widget weighs"
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=question("What does the Z9 weigh?", documents=docs, stream=True),
+                      headers=PUBLIC, timeout=30) as reply:
+        events = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")]
+    assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events) == "The Z9 widget weighs"
+    assert events[-1]["raft"] == body["raft"] and events[-1]["citations"] == body["citations"], "streamed or not, the same extras"
 
 
 def test_a_stream_broken_off_ends_with_an_error_event_and_done(gateway, fake):

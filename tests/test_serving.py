@@ -74,8 +74,10 @@ def test_non_streaming_answer_with_citations_from_real_chunks(stack):
     s, url, version, _ = stack
     question = "What is the maximum inlet pressure of the PC-220 pump controller?"
     reply = client(url).chat.completions.create(model="raft", messages=[{"role": "user", "content": question}])
-    assert reply.choices[0].message.content.strip()
+    content = reply.choices[0].message.content
     extra = reply.model_extra
+    assert content.strip() and "##begin_quote##" not in content, "by default the answer only, without the reasoning"
+    assert extra["raft"]["answer"] is None or content == extra["raft"]["answer"]
     assert extra["raft"]["served_model"] == version
     chunks = {h.chunk_id: h.doc.text for h in s.retrieve(question, 5, ("public",))}
     assert [c["chunk_id"] for c in extra["raft"]["context"]] == list(chunks), "the context is what retrieval returns"
@@ -113,9 +115,23 @@ def test_streaming_sends_the_answer_then_the_citations(stack):
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text.strip()
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
-    assert isinstance(chunks[-1].model_extra["citations"], list)
+    parsed = parse_output(text)
+    last = chunks[-1].model_extra
+    context = {c["chunk_id"] for c in last["raft"]["context"]}
+    assert [c["quote"] for c in last["citations"]] == list(dict.fromkeys(parsed.quotes)), "one citation per quote streamed"
+    assert all(c["verbatim"] and c["chunk_id"] in context for c in last["citations"])
+    assert parsed.answer is not None or chunks[-1].choices[0].finish_reason == "length"
+
+
+@pytest.mark.slow
+def test_streaming_by_default_sends_the_answer_alone(stack):
+    _, url, _, _ = stack
+    stream = client(url).chat.completions.create(model="raft", messages=[{"role": "user", "content": "How long is the LS-12 cable?"}], stream=True)
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() and "##begin_quote##" not in text and "<ANSWER>:" not in text
+    assert chunks[-1].model_extra["raft"]["answer"] in (None, text.strip())
 
 
 @pytest.mark.slow
