@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,9 @@ def test_the_environment_check_finds_every_kind_of_write(tmp_path):
     module = tmp_path / "m.py"
     module.write_text('import os\nos.environ.setdefault("A", "1")\nos.environ["B"] = "2"\nos.putenv("C", "3")\ndel os.environ["D"]\nx = os.environ.get("E")\n')
     assert environment_writes(module) == [2, 3, 4, 5]
+
+
+def test_the_images_carry_every_package():
+    for dockerfile in sorted((REPO / "infra" / "docker").glob("*.Dockerfile")):
+        copied = set(re.findall(r"^COPY (\w+) \1$", dockerfile.read_text(), re.M))
+        assert set(STACK) <= copied, f"{dockerfile.name} does not copy {', '.join(sorted(set(STACK) - copied))}"

