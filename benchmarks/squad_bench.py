@@ -27,6 +27,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from flows.cli import prefect_defaults  # noqa: E402
+
+prefect_defaults()  # before Prefect is imported (below): it reads its settings then
+
 from flows.config import load_config  # noqa: E402
 from flows.evaluate import evaluate  # noqa: E402
 from flows.pipeline import build_dataset, finetune, index_corpus  # noqa: E402

@@ -15,6 +15,7 @@ import os
 import sys
 import textwrap
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,20 @@ class UsageError(ValueError):
     """Bad command-line input; the message says what to change."""
 
 
+def prefect_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Prefect settings for the temporary server, unless the user set them (before Prefect reads them).
+
+    The temporary server would try to send usage data (an error line offline). It gets 120 s
+    to come up instead of Prefect's 20: on a slow 2-core machine, its first start after a
+    fresh install (compiling bytecode, creating its database) took longer, and the flow died.
+    """
+    environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `raft` console script."""
-    # The temporary Prefect server would try to send usage data (an error line offline); opt in by setting it.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    prefect_defaults()
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
+from flows.cli import main, prefect_defaults
+from tests.conftest import REPO
 
 
 @pytest.fixture
@@ -116,3 +117,15 @@ def test_every_subcommand_takes_the_common_options():
     assert parser.parse_args(["eval", "--json"]).json == "-"
     assert parser.parse_args(["eval", "--json", "out.json"]).json == "out.json"
     assert parser.parse_args(["eval"]).json is None
+
+
+def test_the_temporary_prefect_server_gets_time_to_start_unless_the_user_says_otherwise():
+    environ: dict[str, str] = {}
+    prefect_defaults(environ)
+    assert environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "120"  # Prefect's 20 s were too few on a slow first start
+    mine = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "5", "PREFECT_SERVER_ANALYTICS_ENABLED": "true"}
+    prefect_defaults(mine)
+    assert mine == {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "5", "PREFECT_SERVER_ANALYTICS_ENABLED": "true"}
+    # Prefect reads its settings when imported: the CLI module must not import it before main() sets them.
+    probe = "import sys, flows.cli; sys.exit('prefect' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], cwd=REPO).returncode == 0
