@@ -4,12 +4,14 @@ and the promotion gate.
 `evaluate` and `gate` start private vLLM servers on free ports, serving versions under their
 version names as production does (LoRA adapters on the base model, or their merged models
 when they have one and evaluation.merged is on), ask every question, and stop them. The
-caller opens the index and the embedding model (flows/evaluate.py).
+caller gives a way to open the index (it is open only while the questions are retrieved) and
+the embedding model (flows/evaluate.py).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from training.registry import Version, get_version, list_versions, read_aliases
 
 def evaluate(
     cfg: RaftConfig,
-    store: ChunkStore,
+    open_index: Callable[[], ChunkStore],
     embedder: Embedder,
     model: str | None = None,
     qa_file: Path | None = None,
@@ -65,7 +67,7 @@ def evaluate(
         raise EvaluationError("the dsf setting needs a model tuned without documents: pass --dsf VERSION")
     ks = sorted(set(k_sweep or e.k_sweep) | {e.k})
 
-    questions, hits, source = _questions_and_hits(cfg, store, embedder, qa_file, dataset, max(ks))
+    questions, hits, source = _questions_and_hits(cfg, open_index, embedder, qa_file, dataset, max(ks))
     versions = {v.name: v for v in (tuned, dsf_version) if v is not None}
     models = Models(tuned=tuned.name if tuned else None, dsf=dsf_version.name if dsf_version else None)
     jobs = plan_jobs(questions, hits, settings, models, ks)
@@ -91,7 +93,7 @@ def evaluate(
 
 
 def gate(
-    cfg: RaftConfig, store: ChunkStore, embedder: Embedder, candidate: str | None = None, dataset: Path | None = None,
+    cfg: RaftConfig, open_index: Callable[[], ChunkStore], embedder: Embedder, candidate: str | None = None, dataset: Path | None = None,
     progress: bool = False,
 ) -> Decision:
     """Evaluate `candidate` (default: the newest version) against production and record the decision.
@@ -105,7 +107,7 @@ def gate(
     if production == version.name:
         raise EvaluationError(f"{version.name} is already production; train a new version to gate")
     e = cfg.evaluation
-    questions, hits, source = _questions_and_hits(cfg, store, embedder, None, dataset, e.k)
+    questions, hits, source = _questions_and_hits(cfg, open_index, embedder, None, dataset, e.k)
     versions = {version.name: version}
     jobs = plan_jobs(questions, hits, ["raft_rag"], Models(tuned=version.name), [e.k])
     if production is None:
@@ -131,19 +133,23 @@ def gate(
 
 
 def _questions_and_hits(
-    cfg: RaftConfig, store: ChunkStore, embedder: Embedder, qa_file: Path | None, dataset: Path | None, depth: int
+    cfg: RaftConfig, open_index: Callable[[], ChunkStore], embedder: Embedder, qa_file: Path | None, dataset: Path | None, depth: int
 ) -> tuple[list[EvalQuestion], list[list[Hit]], dict[str, Any]]:
     """Held-out questions (a QA file when given, else the eval split of a dataset, default the
     latest; the first evaluation.limit), their top-`depth` chunks, and where they came from."""
-    if qa_file is not None:
-        questions = from_qa(read_qa_file(qa_file), store, embedder, cfg.dataset.audience, cfg.evaluation.k)
-        source: dict[str, Any] = {"kind": "qa", "path": str(qa_file)}
-    else:
-        folder = check_dataset(dataset) if dataset else latest_dataset(cfg.datasets_dir)
-        questions = from_dataset(folder, store)
-        source = {"kind": "dataset eval split", "path": str(folder), "sha256": dataset_hash(folder)}
-    questions = questions[: cfg.evaluation.limit] if cfg.evaluation.limit else questions
-    hits = search_many(store, embedder, [q.question for q in questions], depth, cfg.dataset.audience)
+    store = open_index()  # closed before the vLLMs start: embedded Qdrant admits one process at a time
+    try:
+        if qa_file is not None:
+            questions = from_qa(read_qa_file(qa_file), store, embedder, cfg.dataset.audience, cfg.evaluation.k)
+            source: dict[str, Any] = {"kind": "qa", "path": str(qa_file)}
+        else:
+            folder = check_dataset(dataset) if dataset else latest_dataset(cfg.datasets_dir)
+            questions = from_dataset(folder, store)
+            source = {"kind": "dataset eval split", "path": str(folder), "sha256": dataset_hash(folder)}
+        questions = questions[: cfg.evaluation.limit] if cfg.evaluation.limit else questions
+        hits = search_many(store, embedder, [q.question for q in questions], depth, cfg.dataset.audience)
+    finally:
+        store.close()
     return questions, hits, source
 
 

@@ -1,8 +1,9 @@
-"""`raft eval` and `raft gate` wired from the config: open the index and the embedding model,
-run the evaluation stage (evaluation/evaluate.py), close the index."""
+"""`raft eval` and `raft gate` wired from the config: the evaluation stage (evaluation/evaluate.py)
+with the configured index (opened only while the questions are retrieved) and embedding model."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +24,9 @@ def evaluate(
     progress: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The evaluation matrix as `raft eval --json` reports it, and the per-question rows."""
-    store = open_index(cfg)
-    try:
-        return stage.evaluate(cfg, store, make_embedder(cfg), model, qa_file, dataset, settings, k_sweep, dsf, progress)
-    finally:
-        store.close()
+    return stage.evaluate(cfg, partial(open_index, cfg), make_embedder(cfg), model, qa_file, dataset, settings, k_sweep, dsf, progress)
 
 
 def gate(cfg: RaftConfig, candidate: str | None = None, dataset: Path | None = None, progress: bool = False) -> Decision:
     """Gate `candidate` (default: the newest version) against production and record the decision."""
-    store = open_index(cfg)
-    try:
-        return stage.gate(cfg, store, make_embedder(cfg), candidate, dataset, progress)
-    finally:
-        store.close()
+    return stage.gate(cfg, partial(open_index, cfg), make_embedder(cfg), candidate, dataset, progress)

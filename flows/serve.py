@@ -85,7 +85,8 @@ def start_stack(cfg: RaftConfig, vllm_log: Path | None = None) -> Stack:
         engine = Engine(server.url, version.name if version else None, timeout_s=s.upstream_timeout_s)
     store = open_index(cfg)
     retrieve = make_retriever(store, make_embedder(cfg))
-    stack = Stack(cfg, server, engine, create_app(GatewaySettings(cfg.serving, cfg.generation, cfg.vllm), engine, retrieve), retrieve, store, base_path, threading.Event())
+    app = create_app(GatewaySettings(cfg.serving, cfg.generation, cfg.vllm), engine, retrieve)
+    stack = Stack(cfg, server, engine, app, retrieve, store, base_path, threading.Event())
     if server is not None:
         threading.Thread(target=_supervise, args=(stack, folder), name="vllm-supervisor", daemon=True).start()
     if s.model == "production" and not cfg.vllm.merged:

@@ -72,7 +72,6 @@ def make_dataset(cfg: RaftConfig, out: Path | None = None, progress: bool = Fals
     if qa_file is None and teacher is None:
         raise NoQuestionSource("no question source: set dataset.qa_file (--qa FILE) or a teacher (--teacher-url, --teacher-model)")
     questions = questions_from_qa(read_qa_file(qa_file)) if qa_file else []
-
     store = open_index(cfg)
     try:
         if teacher is not None and cfg.teacher.questions_per_chunk > 0:

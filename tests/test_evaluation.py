@@ -267,4 +267,6 @@ def test_raft_gate_decides_records_and_moves_production_only_on_a_pass(trained, 
 
 def test_the_config_accepts_exactly_the_registered_settings():
     accepted = typing.get_args(typing.get_args(EvaluationConfig.model_fields["settings"].annotation)[0])
-    assert set(accepted) == set(SETTINGS), "a new evaluation setting is an entry of evaluation/plan.py SETTINGS and a name in EvaluationConfig.settings"
+    assert set(accepted) == set(SETTINGS), (
+        "a new evaluation setting is an entry of evaluation/plan.py SETTINGS and a name in EvaluationConfig.settings"
+    )
