@@ -2,9 +2,11 @@
 
 Indexes the corpus into a temporary embedded Qdrant, then asks every question through
 `retrieval.search.search_many` (the library function behind `raft search`) as a caller in
-every access group, so restricted documents count too.
+every access group, so restricted documents count too; once per search mode (search.mode) over
+the same index, so the modes are compared on identical chunks.
 
     .venv/bin/python benchmarks/retrieval_bench.py [--corpus examples/corpus] [--qa examples/qa.jsonl] [--k 1,3,5,10]
+                                                   [--modes dense,hybrid]
 """
 
 from __future__ import annotations
@@ -32,23 +34,30 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=REPO / "examples" / "corpus")
     parser.add_argument("--qa", type=Path, default=REPO / "examples" / "qa.jsonl")
     parser.add_argument("--k", default="1,3,5,10")
+    parser.add_argument("--modes", default="dense,hybrid", help="search modes to compare, comma-separated")
     args = parser.parse_args()
 
     cfg = load_config(REPO / "raft.yaml", environ={})
     embedder = make_embedder(cfg)
     items = read_qa_file(args.qa)
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(QdrantConfig(collection="bench"), Path(tmp))
         sync_corpus(store, embedder, args.corpus, index_settings(cfg))
         groups = sorted({g for doc in store.index_state(store.current()).values() for g in doc.access})
-        rows = [evaluate_retrieval(store, embedder, items, int(k), groups) for k in args.k.split(",")]
+        for mode in args.modes.split(","):
+            searcher = open_store(QdrantConfig(collection="bench"), Path(tmp), mode)  # the same embedded client
+            results[mode] = [evaluate_retrieval(searcher, embedder, items, int(k), groups) for k in args.k.split(",")]
+            searcher.close()
         store.close()
     print(f"{len(items)} questions, corpus {args.corpus}, chunking size {cfg.chunking.size}/overlap {cfg.chunking.overlap}")
-    print(f"{'k':>4}{'recall@k':>10}{'MRR':>8}")
-    for r in rows:
-        print(f"{r.k:>4}{r.recall_at_k:>10.3f}{r.mrr:>8.3f}")
-    print(json.dumps({"n": rows[0].n, "recall_at_1": round(rows[0].recall_at_1, 4),
-                      **{f"recall_at_{r.k}": round(r.recall_at_k, 4) for r in rows}, **{f"mrr_at_{r.k}": round(r.mrr, 4) for r in rows}}))
+    print(f"{'mode':>8}{'k':>4}{'recall@k':>10}{'MRR':>8}")
+    for mode, rows in results.items():
+        for r in rows:
+            print(f"{mode:>8}{r.k:>4}{r.recall_at_k:>10.3f}{r.mrr:>8.3f}")
+    print(json.dumps({mode: {"n": rows[0].n, "recall_at_1": round(rows[0].recall_at_1, 4),
+                             **{f"recall_at_{r.k}": round(r.recall_at_k, 4) for r in rows}, **{f"mrr_at_{r.k}": round(r.mrr, 4) for r in rows}}
+                      for mode, rows in results.items()}))
 
 
 if __name__ == "__main__":

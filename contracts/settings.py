@@ -65,8 +65,12 @@ class ChecksConfig(_Section):
     )
 
 
+SearchMode = Literal["hybrid", "dense"]
+
+
 class SearchConfig(_Section):
     k: int = Field(5, ge=1, le=1000)
+    mode: SearchMode = "hybrid"  # hybrid: dense embedding and BM25 fused by reciprocal rank; dense: the embedding alone
 
 
 class DatasetConfig(_Section):

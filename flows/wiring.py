@@ -24,8 +24,8 @@ def make_embedder(cfg: RaftConfig) -> Embedder:
 
 
 def open_index(cfg: RaftConfig) -> ChunkStore:
-    """The chunk index: the Qdrant server at qdrant.url, else embedded Qdrant under the work dir."""
-    return open_store(cfg.qdrant, cfg.qdrant_path)
+    """The chunk index: the Qdrant server at qdrant.url, else embedded Qdrant under the work dir; searched in search.mode."""
+    return open_store(cfg.qdrant, cfg.qdrant_path, cfg.search.mode)
 
 
 def make_teacher(cfg: RaftConfig) -> Teacher | None:

@@ -22,4 +22,4 @@ def search_many(
             raise ValueError(f"question {i + 1} is empty")
     groups = list(groups)
     vectors = embedder.encode(questions, progress=progress)
-    return [store.search(vector, k, groups) for vector in vectors]
+    return [store.search(vector, question, k, groups) for question, vector in zip(questions, vectors)]

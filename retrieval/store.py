@@ -5,6 +5,11 @@ Searches always go through the alias (`raft_chunks`); the data lives in collecti
 alias in one operation, so a search never sees a half-built index. Qdrant runs embedded
 (`path`, one process at a time) or as a server (`url`).
 
+Every chunk has two vectors: `dense` (the embedding model's) and `bm25` (sparse, exact terms,
+retrieval/sparse.py). Hybrid search fuses the two rankings by reciprocal rank; dense search
+uses the first alone. Collections of the first index format hold one unnamed dense vector:
+they are searched dense, and the next sync rebuilds them (retrieval/sync.py).
+
 Embedded Qdrant allows one client per folder, so within a process every store on the same
 folder shares one client (the gateway searching while the corpus watcher re-indexes), and
 calls on it are serialized: the embedded engine is not safe for concurrent threads.
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +28,16 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from contracts.prompt import ContextDoc
-from contracts.settings import QdrantConfig
+from contracts.settings import QdrantConfig, SearchMode
+from retrieval.sparse import SparseVector, query_vector
 
 PUBLIC = "public"
+DENSE, SPARSE = "dense", "bm25"  # the vector names of a chunk
+# Hybrid search fuses this many candidates of each ranking at least (more when k is larger), by
+# reciprocal rank: score = sum of 1 / (RRF_K + rank). 60 is the constant of the RRF paper (Cormack
+# et al., 2009); Qdrant's default of 2 lets one ranking's first place outweigh agreement.
+FUSION_CANDIDATES = 40
+RRF_K = 60
 # Payload fields the sync reads back to decide what changed; see retrieval/sync.py.
 STATE_FIELDS = ["doc_id", "source", "file_hash", "version_hash", "content_hash", "index_sig", "n_chunks", "access"]
 
@@ -86,24 +98,30 @@ class Hit:
         return ContextDoc(self.text, self.display_title, self.source)
 
 
-def open_store(config: QdrantConfig, path: Path) -> ChunkStore:
-    """The index `config.collection` on the Qdrant server at `config.url` when set, else in embedded Qdrant at `path`."""
+def open_store(config: QdrantConfig, path: Path, mode: SearchMode = "hybrid") -> ChunkStore:
+    """The index `config.collection` on the Qdrant server at `config.url` when set, else in embedded Qdrant
+    at `path`; searches rank by `mode` (hybrid: dense and BM25 fused, dense: the embedding alone)."""
     if config.url:
         client = QdrantClient(url=config.url, api_key=config.api_key, timeout=int(config.timeout_s))
-        return ChunkStore(client, config.collection, local=False, layout=config)
-    return ChunkStore(_EmbeddedClients.acquire(path), config.collection, local=True, path=path)
+        return ChunkStore(client, config.collection, local=False, layout=config, mode=mode)
+    return ChunkStore(_EmbeddedClients.acquire(path), config.collection, local=True, path=path, mode=mode)
 
 
 class ChunkStore:
     """Chunks of one logical index (`alias`) in Qdrant."""
 
-    def __init__(self, client: QdrantClient, alias: str, local: bool, path: Path | None = None, layout: QdrantConfig = QdrantConfig()) -> None:
+    def __init__(
+        self, client: QdrantClient, alias: str, local: bool, path: Path | None = None, layout: QdrantConfig = QdrantConfig(),
+        mode: SearchMode = "hybrid",
+    ) -> None:
         self.client = client
         self.alias = alias
         self.local = local  # embedded Qdrant: payload indexes and the layout have no effect there
         self.path = path
         self.layout = layout  # a server's shards, replication and on_disk for new collection versions
+        self.mode = mode
         self.closed = False
+        self._hybrid: dict[str, bool] = {}  # collection -> whether it has the sparse vector
 
     def close(self) -> None:
         """Release the client (embedded Qdrant: the folder is unlocked when its last store closes)."""
@@ -135,16 +153,19 @@ class ChunkStore:
         versions = self.versions()
         number = int(versions[-1].rsplit("_v", 1)[1]) + 1 if versions else 1
         name = f"{self.alias}_v{number}"
-        vectors = models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=self.layout.on_disk or None)
+        on_disk = self.layout.on_disk or None
+        vectors = {DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=on_disk)}
+        sparse = {SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF, index=models.SparseIndexParams(on_disk=on_disk))}
         if self.local:
-            self.client.create_collection(name, vectors_config=vectors)
+            self.client.create_collection(name, vectors_config=vectors, sparse_vectors_config=sparse)
         else:
             self.client.create_collection(
-                name, vectors_config=vectors, shard_number=self.layout.shards, replication_factor=self.layout.replication_factor,
-                write_consistency_factor=self.layout.write_consistency_factor,
+                name, vectors_config=vectors, sparse_vectors_config=sparse, shard_number=self.layout.shards,
+                replication_factor=self.layout.replication_factor, write_consistency_factor=self.layout.write_consistency_factor,
             )
             for key in ("doc_id", "source", "access"):  # filtered search and sync scans stay fast at scale
                 self.client.create_payload_index(name, key, field_schema=models.PayloadSchemaType.KEYWORD)
+        self._hybrid[name] = True
         return name
 
     def point_alias_to(self, collection: str) -> None:
@@ -158,11 +179,19 @@ class ChunkStore:
     def drop(self, collection: str) -> None:
         """Delete a collection version."""
         self.client.delete_collection(collection)
+        self._hybrid.pop(collection, None)
 
     def dim(self, collection: str) -> int:
-        """Vector size of a collection."""
+        """Dense vector size of a collection."""
         vectors = self.client.get_collection(collection).config.params.vectors
-        return int(vectors.size)
+        return int(vectors[DENSE].size if isinstance(vectors, dict) else vectors.size)
+
+    def is_hybrid(self, collection: str) -> bool:
+        """True when `collection` has the BM25 vector (False: the first index format, dense only)."""
+        if collection not in self._hybrid:
+            sparse = self.client.get_collection(collection).config.params.sparse_vectors or {}
+            self._hybrid[collection] = SPARSE in sparse
+        return self._hybrid[collection]
 
     # --- reading state, writing chunks ----------------------------------------------------
 
@@ -180,12 +209,17 @@ class ChunkStore:
             doc.index_sigs.add(p["index_sig"])
         return docs
 
-    def upsert(self, collection: str, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]], batch: int = 256) -> None:
-        """Write points in batches (ids are deterministic, so a retried write is harmless)."""
+    def upsert(
+        self, collection: str, ids: list[str], vectors: np.ndarray, sparse: list[SparseVector], payloads: list[dict[str, Any]],
+        batch: int = 256,
+    ) -> None:
+        """Write points with their dense and BM25 vectors in batches (ids are deterministic, so a retried write is harmless)."""
         for i in range(0, len(ids), batch):
+            dense = vectors[i : i + batch].tolist()
+            bm25 = [models.SparseVector(indices=v.indices, values=v.values) for v in sparse[i : i + batch]]
             self.client.upsert(
                 collection,
-                points=models.Batch(ids=ids[i : i + batch], vectors=vectors[i : i + batch].tolist(), payloads=payloads[i : i + batch]),
+                points=models.Batch(ids=ids[i : i + batch], vectors={DENSE: dense, SPARSE: bm25}, payloads=payloads[i : i + batch]),
                 wait=True,
             )
 
@@ -199,10 +233,17 @@ class ChunkStore:
         """Restamp chunks whose file changed bytes but not content."""
         self.client.set_payload(collection, payload={"file_hash": file_hash}, points=ids, wait=True)
 
-    def copy_points(self, source: str, target: str, ids: list[str]) -> None:
-        """Copy points with their vectors from one collection to another (kept documents on rebuild)."""
+    def copy_points(self, source: str, target: str, ids: list[str], bm25: Callable[[str], SparseVector]) -> None:
+        """Copy points with their vectors from one collection to another (kept documents on rebuild). Points of
+        the first index format get their BM25 vector from `bm25` (a chunk's embedded text -> its vector)."""
+        upgrade = not self.is_hybrid(source)
         for i in range(0, len(ids), 256):
             points = self.client.retrieve(source, ids=ids[i : i + 256], with_vectors=True, with_payload=True)
+            if upgrade:
+                for p in points:
+                    chunk = _hit(p)
+                    v = bm25(chunk.display_title + "\n" + chunk.text)
+                    p.vector = {DENSE: p.vector, SPARSE: models.SparseVector(indices=v.indices, values=v.values)}
             if points:
                 self.client.upsert(target, points=[models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points], wait=True)
 
@@ -212,17 +253,31 @@ class ChunkStore:
 
     # --- search ---------------------------------------------------------------------------
 
-    def search(self, vector: np.ndarray, k: int, groups: Iterable[str] = ()) -> list[Hit]:
-        """Top-k chunks whose access labels the caller's groups allow (public is always allowed)."""
-        if self.current() is None:
+    def search(self, vector: np.ndarray, question: str, k: int, groups: Iterable[str] = ()) -> list[Hit]:
+        """Top-k chunks for `question` (and its embedding `vector`) whose access labels the caller's groups
+        allow (public is always allowed), ranked by the store's search mode."""
+        current = self.current()
+        if current is None:
             raise StoreError(f"the index {self.alias!r} is empty: run `raft index` first")
-        response = self.client.query_points(
-            self.alias,
-            query=vector.tolist(),
-            limit=k,
-            query_filter=models.Filter(must=[_access_condition(groups)]),
-            with_payload=True,
-        )
+        allowed = models.Filter(must=[_access_condition(groups)])
+        if not self.is_hybrid(current):  # the first index format: one unnamed dense vector
+            response = self.client.query_points(self.alias, query=vector.tolist(), limit=k, query_filter=allowed, with_payload=True)
+        elif self.mode == "dense" or not (terms := query_vector(question)).indices:
+            response = self.client.query_points(
+                self.alias, query=vector.tolist(), using=DENSE, limit=k, query_filter=allowed, with_payload=True,
+            )
+        else:
+            depth = max(FUSION_CANDIDATES, 2 * k)
+            response = self.client.query_points(
+                self.alias,
+                prefetch=[
+                    models.Prefetch(query=vector.tolist(), using=DENSE, limit=depth, filter=allowed),
+                    models.Prefetch(query=models.SparseVector(indices=terms.indices, values=terms.values), using=SPARSE, limit=depth, filter=allowed),
+                ],
+                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                limit=k,
+                with_payload=True,
+            )
         return [_hit(point) for point in response.points]
 
     def chunks(self, groups: Iterable[str] = (), doc_ids: Iterable[str] | None = None) -> list[Hit]:
@@ -234,7 +289,7 @@ class ChunkStore:
             must.append(models.FieldCondition(key="doc_id", match=models.MatchAny(any=sorted(set(doc_ids)))))
         fields = ["text", "doc_id", "source", "title", "headings", "start", "end", "access"]
         points = self._scroll(self.alias, fields, models.Filter(must=must))
-        hits = [_hit(models.ScoredPoint(id=p.id, version=0, score=0.0, payload=p.payload)) for p in points]
+        hits = [_hit(p) for p in points]
         # Document order, then position: the same list whatever order Qdrant scrolls in.
         return sorted(hits, key=lambda h: (h.doc_id, h.start, h.chunk_id))
 
@@ -314,11 +369,11 @@ def _access_condition(groups: Iterable[str]) -> models.FieldCondition:
     return models.FieldCondition(key="access", match=models.MatchAny(any=sorted({PUBLIC, *groups})))
 
 
-def _hit(point: models.ScoredPoint) -> Hit:
+def _hit(point: models.ScoredPoint | models.Record) -> Hit:
     p = point.payload or {}
     return Hit(
         chunk_id=str(point.id),
-        score=float(point.score),
+        score=float(getattr(point, "score", 0.0)),  # a Record (scroll, retrieve) has none: 0
         doc_id=p["doc_id"],
         source=p["source"],
         title=p["title"],

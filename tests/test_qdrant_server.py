@@ -8,6 +8,7 @@ import os
 import uuid
 
 import pytest
+from qdrant_client import models
 
 from contracts.settings import QdrantConfig
 from flows.config import load_config
@@ -41,7 +42,9 @@ def test_new_collections_get_the_configured_sharding_and_replication():
     (_, args, kwargs), *indexes = client.calls
     assert args == ("raft_chunks_v1",)
     assert (kwargs["shard_number"], kwargs["replication_factor"], kwargs["write_consistency_factor"]) == (6, 2, 2)
-    assert kwargs["vectors_config"].size == 384 and kwargs["vectors_config"].on_disk is True
+    dense, bm25 = kwargs["vectors_config"]["dense"], kwargs["sparse_vectors_config"]["bm25"]
+    assert dense.size == 384 and dense.on_disk is True
+    assert bm25.modifier == models.Modifier.IDF and bm25.index.on_disk is True  # Qdrant weighs BM25 terms by IDF
     assert sorted(a[1] for _, a, _ in indexes) == ["access", "doc_id", "source"]  # filtered search stays fast
 
 

@@ -32,10 +32,12 @@ def sample_store(sample_work):
     store.close()
 
 
-def test_recall_at_5_of_the_source_document(sample_store, embedder):
+def test_recall_of_the_source_document(sample_store, embedder):
     result = evaluate_retrieval(sample_store, embedder, read_qa_file(SAMPLE_QA), 5, GROUPS)
     assert result.n >= 300
     assert result.recall_at_k >= 0.95, result.misses[:5]
+    # Hybrid search measured 0.867 at rank 1 (dense alone: 0.786): BM25 tells the near-duplicates apart.
+    assert sample_store.mode == "hybrid" and result.recall_at_1 >= 0.85
 
 
 @pytest.fixture(scope="module")

@@ -116,7 +116,7 @@ def build_dataset(
     vectors = embedder.encode([q.question for q in questions], progress=progress)
     examples = []
     for q, vector in zip(questions, vectors):
-        hits = store.search(vector, settings.candidates, settings.audience)
+        hits = store.search(vector, q.question, settings.candidates, settings.audience)
         oracle, reason = find_oracle(q, hits, by_doc, source_docs.get(q.source, ()))
         if oracle is None:
             dropped[reason] += 1
