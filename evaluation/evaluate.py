@@ -26,9 +26,9 @@ from evaluation.plan import BASE, TUNED_SETTINGS, Job, Models, plan_jobs
 from evaluation.questions import EvalQuestion, EvaluationError, from_dataset, from_qa
 from evaluation.run import retrieval_scores, run_jobs, summarize_rows
 from retrieval.embedding import Embedder
+from retrieval.index import Hit, IndexReader
 from retrieval.qa import read_qa_file
 from retrieval.search import search_many
-from retrieval.store import ChunkStore, Hit
 from serving.vllm_process import VLLMServer, for_versions, free_port
 from training.base_model import BaseModel, resolve_base_model
 from training.dataset_folder import check_dataset, dataset_hash, latest_dataset
@@ -37,7 +37,7 @@ from training.registry import Version, get_version, list_versions, read_aliases
 
 def evaluate(
     cfg: RaftConfig,
-    open_index: Callable[[], ChunkStore],
+    open_index: Callable[[], IndexReader],
     embedder: Embedder,
     model: str | None = None,
     qa_file: Path | None = None,
@@ -93,7 +93,7 @@ def evaluate(
 
 
 def gate(
-    cfg: RaftConfig, open_index: Callable[[], ChunkStore], embedder: Embedder, candidate: str | None = None, dataset: Path | None = None,
+    cfg: RaftConfig, open_index: Callable[[], IndexReader], embedder: Embedder, candidate: str | None = None, dataset: Path | None = None,
     progress: bool = False,
 ) -> Decision:
     """Evaluate `candidate` (default: the newest version) against production and record the decision.
@@ -133,7 +133,7 @@ def gate(
 
 
 def _questions_and_hits(
-    cfg: RaftConfig, open_index: Callable[[], ChunkStore], embedder: Embedder, qa_file: Path | None, dataset: Path | None, depth: int
+    cfg: RaftConfig, open_index: Callable[[], IndexReader], embedder: Embedder, qa_file: Path | None, dataset: Path | None, depth: int
 ) -> tuple[list[EvalQuestion], list[list[Hit]], dict[str, Any]]:
     """Held-out questions (a QA file when given, else the eval split of a dataset, default the
     latest; the first evaluation.limit), their top-`depth` chunks, and where they came from."""

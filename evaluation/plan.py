@@ -18,7 +18,7 @@ from typing import Literal
 
 from contracts.prompt import ContextDoc
 from evaluation.questions import EvalQuestion, EvaluationError
-from retrieval.store import Hit
+from retrieval.index import Hit
 
 BASE = "base"  # the served name of the base model
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from contracts.prompt import ContextDoc, example_docs
 from retrieval.embedding import Embedder
+from retrieval.index import Hit, IndexReader
 from retrieval.qa import QAItem
 from retrieval.search import search_many
-from retrieval.store import ChunkStore, Hit
 from training.dataset import find_oracle, questions_from_qa, resolve_sources
 from training.dataset_folder import check_format, read_examples
 
@@ -39,7 +39,7 @@ class EvalQuestion:
         return self.answers or (self.answer,)
 
 
-def from_dataset(dataset_dir: Path, store: ChunkStore) -> list[EvalQuestion]:
+def from_dataset(dataset_dir: Path, store: IndexReader) -> list[EvalQuestion]:
     """The eval split of a RAFT dataset; the oracle context is the example's own documents.
 
     Where the example left the oracle out (probability 1 - P), the oracle chunk is fetched
@@ -61,12 +61,12 @@ def from_dataset(dataset_dir: Path, store: ChunkStore) -> list[EvalQuestion]:
 
 
 def from_qa(
-    items: Sequence[QAItem], store: ChunkStore, embedder: Embedder, groups: Sequence[str], k: int, candidates: int = 20
+    items: Sequence[QAItem], store: IndexReader, embedder: Embedder, groups: Sequence[str], k: int, candidates: int = 20
 ) -> list[EvalQuestion]:
     """Questions of a QA file; where `source` names a document, its chunk that holds the answer
     is the oracle, shown with the top-ranked chunks of other documents as distractors."""
     questions = questions_from_qa(items)
-    sources = resolve_sources(questions, store.index_state(store.current() or ""))
+    sources = resolve_sources(questions, store.documents())
     allowed = store.chunks(groups)
     by_doc: dict[str, list[Hit]] = {}
     for chunk in allowed:

@@ -16,7 +16,7 @@ from contracts.prompt import build_messages
 from evaluation.metrics import AnswerScore, score_output, summarize
 from evaluation.plan import SETTINGS, SWEPT_SETTINGS, Job
 from evaluation.questions import EvalQuestion
-from retrieval.store import Hit
+from retrieval.index import Hit
 from serving.grounding import Grounding, request_fields
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from contracts.atomic import write_text_atomic
 from contracts.settings import RetrainConfig
-from retrieval.store import ChunkStore
+from retrieval.index import IndexReader
 
 LEDGER = Path("state") / "changes.json"
 
@@ -60,12 +60,9 @@ class Change:
         return {**asdict(self), "documents": self.documents, "share": round(self.share, 4)}
 
 
-def index_snapshot(store: ChunkStore) -> Snapshot:
+def index_snapshot(store: IndexReader) -> Snapshot:
     """Every indexed document's version hash and chunk count (payloads only, no vectors)."""
-    current = store.current()
-    if current is None:
-        return {}
-    return {doc_id: [sorted(d.version_hashes)[0], len(d.point_ids)] for doc_id, d in store.index_state(current).items()}
+    return {doc_id: [sorted(d.version_hashes)[0], len(d.point_ids)] for doc_id, d in store.documents().items()}
 
 
 def snapshot_digest(snapshot: Snapshot) -> str:

@@ -28,8 +28,8 @@ from flows.steps import NoQuestionSource
 from flows.wiring import make_embedder, open_index
 from retrieval.corpus import CorpusError
 from retrieval.embedding import EmbeddingError
+from retrieval.index import Hit, StoreError
 from retrieval.qa import QAFileError, read_jsonl
-from retrieval.store import Hit, StoreError
 from serving.vllm_process import VLLMError
 from training.base_model import BaseModelError
 from training.dataset import DatasetError

@@ -39,7 +39,7 @@ from flows.evaluate import gate
 from flows.steps import make_dataset, sync_index, train_version
 from flows.wiring import index_settings, open_index
 from retrieval.documents import sha256
-from retrieval.store import StoreError
+from retrieval.index import StoreError
 from serving.vllm_process import VLLMError
 from training.base_model import resolve_base_model
 from training.dataset_folder import check_dataset, dataset_hash, latest_dataset

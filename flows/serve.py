@@ -25,8 +25,8 @@ from typing import Any
 from contracts.settings import RaftConfig
 from flows.wiring import make_embedder, open_index
 from retrieval.embedding import Embedder
+from retrieval.index import IndexReader
 from retrieval.search import search
-from retrieval.store import ChunkStore
 from serving.chat_service import GatewaySettings, Retriever
 from serving.citations import SourceDoc
 from serving.engine import BASE, Engine, SwapError
@@ -51,7 +51,7 @@ class Stack:
     engine: Engine
     app: object
     retrieve: Retriever
-    store: ChunkStore
+    store: IndexReader
     base_path: str  # the base model's checkpoint (resolved and verified once, at start)
     stop_event: threading.Event
 
@@ -180,13 +180,13 @@ def _engine_settings(cfg: RaftConfig, base_path: str, versions: dict[str, Versio
     return for_versions(cfg.vllm, base_path, BASE, versions, cfg.serving.vllm_port, True, cfg.training.lora.rank)
 
 
-def make_retriever(store: ChunkStore, embedder: Embedder) -> Retriever:
-    """question, k, groups -> context, over one index client (embedded Qdrant allows one per process)."""
-    lock = threading.Lock()  # the embedded client and the encoder are not shared between threads
+def make_retriever(store: IndexReader, embedder: Embedder) -> Retriever:
+    """question, k, groups -> context, over one index client (embedded Qdrant allows one per process).
+    Callable from many threads at once: the embedder and embedded Qdrant serialize their own calls,
+    and a Qdrant server answers searches in parallel."""
 
     def retrieve(question: str, k: int, groups: tuple[str, ...]) -> list[SourceDoc]:
-        with lock:
-            hits = search(store, embedder, question, k, groups)
+        hits = search(store, embedder, question, k, groups)
         return [SourceDoc(h.context_doc(), h.doc_id, h.chunk_id, tuple(h.access)) for h in hits]
 
     return retrieve

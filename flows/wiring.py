@@ -8,7 +8,8 @@ from pathlib import Path
 from contracts.settings import RaftConfig
 from flows.config import ConfigError
 from retrieval.embedding import Embedder
-from retrieval.store import ChunkStore, open_store
+from retrieval.index import IndexWriter
+from retrieval.store import open_store
 from retrieval.sync import IndexSettings
 from training.teacher import ANSWER_PROMPT, QUESTION_PROMPT, Teacher
 
@@ -23,7 +24,7 @@ def make_embedder(cfg: RaftConfig) -> Embedder:
     return Embedder(cfg.embedding.model, batch_size=cfg.embedding.batch_size, device=cfg.embedding.device)
 
 
-def open_index(cfg: RaftConfig) -> ChunkStore:
+def open_index(cfg: RaftConfig) -> IndexWriter:
     """The chunk index: the Qdrant server at qdrant.url, else embedded Qdrant under the work dir; searched in search.mode."""
     return open_store(cfg.qdrant, cfg.qdrant_path, cfg.search.mode)
 

@@ -7,6 +7,7 @@ which ships the model folder; machines without access to a model hub still have 
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,8 @@ def resolve_model(name: str) -> str:
 
 
 class Embedder:
-    """Encodes texts into normalized vectors with a sentence-transformers model."""
+    """Encodes texts into normalized vectors with a sentence-transformers model; threads may share one
+    (the gateway's requests do): the model loads once, and inference is read-only."""
 
     def __init__(self, model: str, batch_size: int = 64, device: str | None = None) -> None:
         self.name = model
@@ -49,18 +51,20 @@ class Embedder:
         self.local = Path(self.path).is_dir()
         self._model = None
         self._tokenizer = None
+        self._loading = threading.Lock()
 
     @property
     def model(self):
         """The loaded SentenceTransformer (loaded on first use)."""
-        if self._model is None:
-            from sentence_transformers import SentenceTransformer
+        with self._loading:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
 
-            try:
-                self._model = SentenceTransformer(self.path, device=self.device, local_files_only=self.local)
-            except OSError as e:
-                raise EmbeddingError(f"cannot load embedding model {self.name!r} from {self.path}: {e}") from None
-        return self._model
+                try:
+                    self._model = SentenceTransformer(self.path, device=self.device, local_files_only=self.local)
+                except OSError as e:
+                    raise EmbeddingError(f"cannot load embedding model {self.name!r} from {self.path}: {e}") from None
+            return self._model
 
     @property
     def tokenizer(self):

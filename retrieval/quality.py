@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from retrieval.embedding import Embedder
+from retrieval.index import IndexReader
 from retrieval.qa import QAItem
 from retrieval.search import search_many
-from retrieval.store import ChunkStore
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class RetrievalScores:
 
 
 def evaluate_retrieval(
-    store: ChunkStore, embedder: Embedder, items: Iterable[QAItem], k: int = 5, groups: Iterable[str] = (), progress: bool = False
+    store: IndexReader, embedder: Embedder, items: Iterable[QAItem], k: int = 5, groups: Iterable[str] = (), progress: bool = False
 ) -> RetrievalScores:
     """Score retrieval on the items that name a `source` (the others cannot be judged)."""
     judged = [item for item in items if item.source]

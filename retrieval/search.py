@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from retrieval.embedding import Embedder
-from retrieval.store import ChunkStore, Hit
+from retrieval.index import Hit, IndexReader
 
 
-def search(store: ChunkStore, embedder: Embedder, question: str, k: int = 5, groups: Iterable[str] = ()) -> list[Hit]:
+def search(store: IndexReader, embedder: Embedder, question: str, k: int = 5, groups: Iterable[str] = ()) -> list[Hit]:
     """Top-k chunks for one question, among those whose access labels `groups` allow."""
     return search_many(store, embedder, [question], k, groups)[0]
 
 
 def search_many(
-    store: ChunkStore, embedder: Embedder, questions: list[str], k: int = 5, groups: Iterable[str] = (), progress: bool = False
+    store: IndexReader, embedder: Embedder, questions: list[str], k: int = 5, groups: Iterable[str] = (), progress: bool = False
 ) -> list[list[Hit]]:
     """Top-k chunks for each question; the questions are embedded together in batches."""
     for i, question in enumerate(questions):

@@ -20,15 +20,14 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from contracts.prompt import ContextDoc
 from contracts.settings import QdrantConfig, SearchMode
+from retrieval.index import Hit, IndexedDoc, StoreError
 from retrieval.sparse import SparseVector, query_vector
 
 PUBLIC = "public"
@@ -42,62 +41,6 @@ RRF_K = 60
 STATE_FIELDS = ["doc_id", "source", "file_hash", "version_hash", "content_hash", "index_sig", "n_chunks", "access"]
 
 
-class StoreError(RuntimeError):
-    """Qdrant cannot be reached, or holds something this version cannot use."""
-
-
-@dataclass
-class IndexedDoc:
-    """What the index holds for one document, read back from its chunks' payloads."""
-
-    doc_id: str
-    source: str
-    content_hash: str
-    access: tuple[str, ...] = ()
-    point_ids: list[str] = field(default_factory=list)
-    file_hashes: set[str] = field(default_factory=set)
-    version_hashes: set[str] = field(default_factory=set)
-    index_sigs: set[str] = field(default_factory=set)
-    n_chunks: int = -1
-
-    def matches(self, version_hash: str, index_sig: str) -> bool:
-        """True when the stored chunks are complete and of exactly this version."""
-        return (
-            self.version_hashes == {version_hash}
-            and self.index_sigs == {index_sig}
-            and len(self.point_ids) == self.n_chunks
-        )
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result: a chunk, its score and where it comes from."""
-
-    chunk_id: str
-    score: float
-    doc_id: str
-    source: str
-    title: str
-    text: str
-    headings: list[str]
-    start: int
-    end: int
-    access: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON output."""
-        return dict(self.__dict__)
-
-    @property
-    def display_title(self) -> str:
-        """Document title and section headings, as the model sees them in the context."""
-        return " > ".join([self.title] + [h for h in self.headings if h != self.title])
-
-    def context_doc(self) -> ContextDoc:
-        """This chunk as a document of the prompt: training, evaluation and serving build contexts alike."""
-        return ContextDoc(self.text, self.display_title, self.source)
-
-
 def open_store(config: QdrantConfig, path: Path, mode: SearchMode = "hybrid") -> ChunkStore:
     """The index `config.collection` on the Qdrant server at `config.url` when set, else in embedded Qdrant
     at `path`; searches rank by `mode` (hybrid: dense and BM25 fused, dense: the embedding alone)."""
@@ -108,7 +51,7 @@ def open_store(config: QdrantConfig, path: Path, mode: SearchMode = "hybrid") ->
 
 
 class ChunkStore:
-    """Chunks of one logical index (`alias`) in Qdrant."""
+    """Chunks of one logical index (`alias`) in Qdrant: an IndexWriter (retrieval/index.py)."""
 
     def __init__(
         self, client: QdrantClient, alias: str, local: bool, path: Path | None = None, layout: QdrantConfig = QdrantConfig(),
@@ -246,6 +189,11 @@ class ChunkStore:
                     p.vector = {DENSE: p.vector, SPARSE: models.SparseVector(indices=v.indices, values=v.values)}
             if points:
                 self.client.upsert(target, points=[models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points], wait=True)
+
+    def documents(self) -> dict[str, IndexedDoc]:
+        """Per document of the live index: its chunk ids and stored hashes (empty before the first sync)."""
+        current = self.current()
+        return self.index_state(current) if current else {}
 
     def count(self) -> int:
         """Number of chunks behind the alias."""

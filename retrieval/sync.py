@@ -31,8 +31,8 @@ from retrieval.chunking import Chunk, chunk_document
 from retrieval.corpus import CorpusError, CorpusFile, Skipped, scan_corpus
 from retrieval.documents import Document, LoadError, parse_file, parse_jsonl, read_sidecar, sha256
 from retrieval.embedding import Embedder
+from retrieval.index import IndexedDoc, IndexWriter, StoreError
 from retrieval.sparse import SparseVector, average_terms, document_vector
-from retrieval.store import ChunkStore, IndexedDoc, StoreError
 
 # Bump when a loader, the chunk layout or the vectors change in a way that changes stored chunks.
 # 2: every chunk has a BM25 vector beside the dense one (retrieval/sparse.py).
@@ -113,7 +113,7 @@ class _Plan:
 
 
 def sync_corpus(
-    store: ChunkStore,
+    store: IndexWriter,
     embedder: Embedder,
     corpus: Path,
     settings: IndexSettings,
@@ -288,7 +288,7 @@ def _check(bad: int, total: int, gone: int, indexed: int, max_deleted_share: flo
 
 
 def _write_new(
-    store: ChunkStore,
+    store: IndexWriter,
     embedder: Embedder,
     collection: str,
     docs: list[Document],

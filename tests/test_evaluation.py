@@ -19,7 +19,7 @@ from evaluation.questions import EvalQuestion
 from evaluation.report import write_report
 from evaluation.run import retrieval_scores, summarize_rows
 from flows.cli import main
-from retrieval.store import Hit
+from retrieval.index import Hit
 from tests.conftest import REPO
 from training.registry import read_aliases, register
 

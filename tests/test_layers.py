@@ -87,3 +87,44 @@ def test_the_images_carry_every_package():
     for dockerfile in sorted((REPO / "infra" / "docker").glob("*.Dockerfile")):
         copied = set(re.findall(r"^COPY (\w+) \1$", dockerfile.read_text(), re.M))
         assert set(STACK) <= copied, f"{dockerfile.name} does not copy {', '.join(sorted(set(STACK) - copied))}"
+
+
+def imported_modules(file: Path) -> set[tuple[str, int]]:
+    """(module, line) of every absolute import in `file`."""
+    found = set()
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"), str(file))):
+        if isinstance(node, ast.Import):
+            found |= {(alias.name, node.lineno) for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add((node.module, node.lineno))
+    return found
+
+
+def test_the_stages_use_the_index_only_through_its_interface():
+    """Training, evaluation, serving and flows read the index through retrieval/index.py; only the
+    place that opens one (flows/wiring.py) names the Qdrant backend."""
+    wrong = [
+        f"{file.relative_to(REPO)}:{line}"
+        for package in ("training", "serving", "evaluation", "flows")
+        for file in sorted((REPO / package).rglob("*.py"))
+        if file != REPO / "flows" / "wiring.py"
+        for module, line in imported_modules(file)
+        if module == "retrieval.store"
+    ]
+    assert not wrong, "import the index interface (retrieval.index), not the backend: " + ", ".join(wrong)
+
+
+@pytest.mark.parametrize("protocol", ["IndexReader", "IndexWriter"])
+def test_the_qdrant_backend_implements_the_index_interface(protocol):
+    import inspect
+
+    import retrieval.index
+    from retrieval.store import ChunkStore
+
+    interface = getattr(retrieval.index, protocol)
+    for name, method in inspect.getmembers(interface, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        assert hasattr(ChunkStore, name), f"ChunkStore lacks {protocol}.{name}"
+        expected = list(inspect.signature(method).parameters)
+        assert list(inspect.signature(getattr(ChunkStore, name)).parameters) == expected, f"ChunkStore.{name} differs from {protocol}"

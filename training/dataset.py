@@ -33,8 +33,8 @@ from contracts.prompt import PROMPT_FORMAT, AnswerStyle
 from contracts.settings import DatasetConfig
 from contracts.textmatch import find_span, jaccard, normalize_answer
 from retrieval.embedding import Embedder
+from retrieval.index import Hit, IndexReader
 from retrieval.qa import QAItem
-from retrieval.store import ChunkStore, Hit
 from training.dataset_folder import DATASET_FORMAT
 from training.quotes import abstain_answer, check_quotes, evidence_span, extractive_answer
 from training.teacher import Teacher
@@ -79,7 +79,7 @@ def questions_from_qa(items: Iterable[QAItem]) -> list[Question]:
 
 
 def teacher_questions(
-    store: ChunkStore, teacher: Teacher, audience: Sequence[str], max_chunks: int | None = None, seed: int = 0, progress: bool = False
+    store: IndexReader, teacher: Teacher, audience: Sequence[str], max_chunks: int | None = None, seed: int = 0, progress: bool = False
 ) -> list[Question]:
     """Questions a teacher writes from the chunks the audience may see (a seeded sample of them)."""
     chunks = [c for c in store.chunks(audience) if len(c.text) >= 200]  # shorter ones rarely hold a fact
@@ -94,7 +94,7 @@ def teacher_questions(
 
 
 def build_dataset(
-    store: ChunkStore,
+    store: IndexReader,
     embedder: Embedder,
     questions: list[Question],
     settings: DatasetConfig,
@@ -105,7 +105,7 @@ def build_dataset(
     """The RAFT dataset for `questions` over the index; `sources` (input hashes) go into the card."""
     if not questions:
         raise DatasetError("no questions: give a QA file or configure a teacher")
-    indexed = store.index_state(store.current() or "")
+    indexed = store.documents()
     allowed = store.chunks(settings.audience)
     by_doc: dict[str, list[Hit]] = defaultdict(list)
     for chunk in allowed:
@@ -145,7 +145,7 @@ def build_dataset(
 def resolve_sources(questions: list[Question], indexed: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     """Document ids for each `source` named by a question (a document id or a file path).
 
-    `indexed` is the index state (ChunkStore.index_state); an unknown source is an error.
+    `indexed` is what the index holds (IndexReader.documents); an unknown source is an error.
     """
     by_source: dict[str, list[str]] = defaultdict(list)
     for doc in indexed.values():
