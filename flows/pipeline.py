@@ -5,7 +5,7 @@ Every flow takes the config file and overrides (plain values a deployment can st
 reads the config itself; the stages stay free of Prefect. The expensive steps are cached on
 content hashes, persisted under <work dir>/flows/cache, so a rerun with an unchanged corpus,
 dataset and config skips them:
-- the dataset on the indexed corpus's digest, the QA file's hash and the dataset settings;
+- the dataset on the indexed corpus's digest, the QA file's hash, the search mode and the dataset settings;
 - training on the dataset's hash, the training settings and the base model's hash;
 - the gate is not repeated for a version it already judged (decisions live in the registry).
 Only one raft_pipeline runs per work dir at a time (a file lock; flows.watch coalesces
@@ -161,6 +161,7 @@ def build_dataset(config: str | None = None, overrides: dict[str, Any] | None = 
     qa = cfg.dataset.qa_file
     key = _key("dataset", {
         "corpus": corpus_digest, "index": index_settings(cfg).signature, "qa": sha256(qa.read_bytes()) if qa else None,
+        "search": cfg.search.mode,  # the hard negatives are what search ranks near each question
         "dataset": cfg.dataset.model_dump(mode="json"), "teacher": cfg.teacher.model_dump(mode="json", exclude={"api_key"}),
         "prompt_format": PROMPT_FORMAT, "work_dir": str(cfg.work_dir.resolve()),
     })

@@ -1,0 +1,105 @@
+"""Search at scale: build time, filtered-search latency, recall against exact search, queries/s
+by thread count and memory, on synthetic chunks (no embedding model needed).
+
+N random unit vectors of 384 dimensions (all-MiniLM-L6-v2's size) with chunk payloads; a third
+of the chunks are public, the others carry the access label `hr` or `internal`, and every
+query searches as a caller in `hr` (the access filter the gateway applies). Recall@10 compares
+the engine's top 10 with exact search in numpy over the same allowed chunks; queries/s runs
+the same queries from 1, 2, 4 and 8 threads through one store, as the gateway's request threads do.
+
+    .venv/bin/python benchmarks/retrieval_scale.py --chunks 100000 [--engine local] [--queries 200] [--json]
+
+Engines: `local` (qdrant-client's embedded mode, the current default). Prints one JSON object:
+{"chunks", "engine", "build_s", "p50_ms", "p95_ms", "recall_at_10", "qps": {"1", "2", "4", "8"}, "rss_mb"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from contracts.settings import QdrantConfig  # noqa: E402
+from retrieval.sparse import SparseVector  # noqa: E402
+from retrieval.store import open_store  # noqa: E402
+
+DIM = 384
+LABELS = (["public"], ["hr"], ["internal"])
+CALLER = ["hr"]
+THREADS = (1, 2, 4, 8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, required=True)
+    parser.add_argument("--engine", choices=["local"], default="local")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    vectors = _unit(rng.standard_normal((args.chunks, DIM), dtype=np.float32))
+    labels = rng.integers(0, len(LABELS), args.chunks)
+    queries = _unit(rng.standard_normal((args.queries, DIM), dtype=np.float32))
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(args.chunks)]
+    payloads = [
+        {"doc_id": f"doc-{i // 4}", "source": f"doc-{i // 4}.md", "title": "", "text": "", "headings": [], "start": 0, "end": 0,
+         "access": LABELS[label]}
+        for i, label in enumerate(labels)
+    ]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(QdrantConfig(collection="scale"), Path(tmp) / "qdrant", "dense")
+        began = time.perf_counter()
+        version = store.create_version(DIM)
+        store.upsert(version, ids, vectors, [SparseVector([], [])] * args.chunks, payloads, batch=1024)
+        store.point_alias_to(version)
+        build_s = time.perf_counter() - began
+
+        latencies, found = [], []
+        for q in queries:
+            t = time.perf_counter()
+            hits = store.search(q, "", 10, CALLER)
+            latencies.append(time.perf_counter() - t)
+            found.append({h.chunk_id for h in hits})
+
+        allowed = np.flatnonzero(np.isin(labels, [LABELS.index(["public"]), LABELS.index(CALLER)]))
+        exact = [set(np.array(ids)[allowed[np.argsort(-(vectors[allowed] @ q))[:10]]]) for q in queries]
+        recall = float(np.mean([len(f & e) / 10 for f, e in zip(found, exact)]))
+
+        qps = {}
+        for n in THREADS:
+            with ThreadPoolExecutor(n) as pool:
+                t = time.perf_counter()
+                list(pool.map(lambda q: store.search(q, "", 10, CALLER), queries))
+                qps[str(n)] = round(len(queries) / (time.perf_counter() - t), 1)
+        store.close()
+
+    result = {
+        "chunks": args.chunks, "engine": args.engine, "build_s": round(build_s, 1),
+        "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2), "p95_ms": round(float(np.percentile(latencies, 95)) * 1000, 2),
+        "recall_at_10": round(recall, 4), "qps": qps, "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    if not args.json:
+        print(f"{args.chunks} chunks, engine {args.engine}: build {result['build_s']} s, p50 {result['p50_ms']} ms, "
+              f"p95 {result['p95_ms']} ms, recall@10 {result['recall_at_10']}, queries/s by threads {qps}, peak RSS {result['rss_mb']} MB")
+    print(json.dumps(result))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+if __name__ == "__main__":
+    main()
