@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from contracts.settings import ChunkingConfig
@@ -42,8 +43,13 @@ class Chunk:
         without it near-duplicate documents (two models, two versions) are told apart
         far less often.
         """
-        path = [title] + [h for h in self.headings if h != title]
-        return " > ".join(path) + "\n" + self.text
+        return embedding_text(title, self.headings, self.text)
+
+
+def embedding_text(title: str, headings: Iterable[str], text: str) -> str:
+    """A chunk's text under its title and heading path, as it is embedded and BM25-weighted."""
+    path = [title] + [h for h in headings if h != title]
+    return " > ".join(path) + "\n" + text
 
 
 def chunk_document(doc: Document, tokenizer, chunking: ChunkingConfig) -> list[Chunk]:

@@ -148,6 +148,6 @@ class IndexWriter(IndexReader, Protocol):
         """Restamp chunks whose file changed bytes but not content."""
         ...
 
-    def copy_points(self, source: str, target: str, ids: list[str], bm25: Callable[[str], SparseVector]) -> None:
+    def copy_points(self, source: str, target: str, ids: list[str], bm25: Callable[[Hit], SparseVector]) -> None:
         """Copy chunks with their vectors between versions (adding BM25 vectors to format-1 chunks)."""
         ...

@@ -159,7 +159,7 @@ class ChunkStore:
         """Write points with their dense and BM25 vectors in batches (ids are deterministic, so a retried write is harmless)."""
         for i in range(0, len(ids), batch):
             dense = vectors[i : i + batch].tolist()
-            bm25 = [models.SparseVector(indices=v.indices, values=v.values) for v in sparse[i : i + batch]]
+            bm25 = [_sparse(v) for v in sparse[i : i + batch]]
             self.client.upsert(
                 collection,
                 points=models.Batch(ids=ids[i : i + batch], vectors={DENSE: dense, SPARSE: bm25}, payloads=payloads[i : i + batch]),
@@ -176,17 +176,15 @@ class ChunkStore:
         """Restamp chunks whose file changed bytes but not content."""
         self.client.set_payload(collection, payload={"file_hash": file_hash}, points=ids, wait=True)
 
-    def copy_points(self, source: str, target: str, ids: list[str], bm25: Callable[[str], SparseVector]) -> None:
+    def copy_points(self, source: str, target: str, ids: list[str], bm25: Callable[[Hit], SparseVector]) -> None:
         """Copy points with their vectors from one collection to another (kept documents on rebuild). Points of
-        the first index format get their BM25 vector from `bm25` (a chunk's embedded text -> its vector)."""
+        the first index format get their BM25 vector from `bm25` (a stored chunk -> its vector)."""
         upgrade = not self.is_hybrid(source)
         for i in range(0, len(ids), 256):
             points = self.client.retrieve(source, ids=ids[i : i + 256], with_vectors=True, with_payload=True)
             if upgrade:
                 for p in points:
-                    chunk = _hit(p)
-                    v = bm25(chunk.display_title + "\n" + chunk.text)
-                    p.vector = {DENSE: p.vector, SPARSE: models.SparseVector(indices=v.indices, values=v.values)}
+                    p.vector = {DENSE: p.vector, SPARSE: _sparse(bm25(_hit(p)))}
             if points:
                 self.client.upsert(target, points=[models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points], wait=True)
 
@@ -208,11 +206,11 @@ class ChunkStore:
         if current is None:
             raise StoreError(f"the index {self.alias!r} is empty: run `raft index` first")
         allowed = models.Filter(must=[_access_condition(groups)])
-        if not self.is_hybrid(current):  # the first index format: one unnamed dense vector
-            response = self.client.query_points(self.alias, query=vector.tolist(), limit=k, query_filter=allowed, with_payload=True)
-        elif self.mode == "dense" or not (terms := query_vector(question)).indices:
+        hybrid = self.is_hybrid(current)  # False: the first index format, one unnamed dense vector
+        terms = query_vector(question)
+        if not hybrid or self.mode == "dense" or not terms.indices:
             response = self.client.query_points(
-                self.alias, query=vector.tolist(), using=DENSE, limit=k, query_filter=allowed, with_payload=True,
+                self.alias, query=vector.tolist(), using=DENSE if hybrid else None, limit=k, query_filter=allowed, with_payload=True,
             )
         else:
             depth = max(FUSION_CANDIDATES, 2 * k)
@@ -220,7 +218,7 @@ class ChunkStore:
                 self.alias,
                 prefetch=[
                     models.Prefetch(query=vector.tolist(), using=DENSE, limit=depth, filter=allowed),
-                    models.Prefetch(query=models.SparseVector(indices=terms.indices, values=terms.values), using=SPARSE, limit=depth, filter=allowed),
+                    models.Prefetch(query=_sparse(terms), using=SPARSE, limit=depth, filter=allowed),
                 ],
                 query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
                 limit=k,
@@ -310,6 +308,10 @@ class _Serialized:
                 return attr(*args, **kwargs)
 
         return call
+
+
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=vector.indices, values=vector.values)
 
 
 def _access_condition(groups: Iterable[str]) -> models.FieldCondition:

@@ -27,11 +27,11 @@ from typing import Any
 from tqdm import tqdm
 
 from contracts.settings import ChecksConfig, ChunkingConfig, CorpusConfig, EmbeddingConfig
-from retrieval.chunking import Chunk, chunk_document
+from retrieval.chunking import Chunk, chunk_document, embedding_text
 from retrieval.corpus import CorpusError, CorpusFile, Skipped, scan_corpus
 from retrieval.documents import Document, LoadError, parse_file, parse_jsonl, read_sidecar, sha256
 from retrieval.embedding import Embedder
-from retrieval.index import IndexedDoc, IndexWriter, StoreError
+from retrieval.index import Hit, IndexedDoc, IndexWriter, StoreError
 from retrieval.sparse import SparseVector, average_terms, document_vector
 
 # Bump when a loader, the chunk layout or the vectors change in a way that changes stored chunks.
@@ -60,6 +60,10 @@ class IndexSettings:
     def bm25(self, text: str) -> SparseVector:
         """The BM25 vector of a chunk's embedded text."""
         return document_vector(text, average_terms(self.chunking.size))
+
+    def stored_bm25(self, chunk: Hit) -> SparseVector:
+        """The BM25 vector of a chunk read back from the index (what a format-1 chunk lacks)."""
+        return self.bm25(embedding_text(chunk.title, chunk.headings, chunk.text))
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,7 @@ def sync_corpus(
     chunks = _write_new(store, embedder, target, plan.to_index, plan.file_hash, settings, progress)
     report.chunks_written = report.embeddings_computed = len(chunks)
     if rebuild and current:
-        store.copy_points(current, target, [pid for doc_id in plan.kept for pid in old_state[doc_id].point_ids], settings.bm25)
+        store.copy_points(current, target, [pid for doc_id in plan.kept for pid in old_state[doc_id].point_ids], settings.stored_bm25)
     if not rebuild:
         for file_hash, ids in plan.refresh.items():
             store.set_file_hash(target, ids, file_hash)
