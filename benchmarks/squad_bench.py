@@ -2,7 +2,8 @@
 
 Indexes `../shared/bench/squad/corpus`, builds the RAFT dataset from `train.jsonl`, trains
 (merged model), and evaluates `test.jsonl` in every setting (closed_book, rag, raft_rag,
-oracle), once per grounding (constrained, free), through vLLM as `raft eval` does. Dataset
+oracle) with grounding constrained and again with free decoding (raft_rag only, unless
+`--free-settings` says more), through vLLM as `raft eval` does. Dataset
 and training run as the pipeline's Prefect flows, cached on content hashes: a rerun with the
 same data and settings reuses them and only evaluates again. Prints a Markdown table (the
 one in docs/benchmarks.md) and the latency ratio of constrained to free decoding, measured
@@ -48,6 +49,11 @@ def main() -> None:
     parser.add_argument("--test", default=str(SQUAD / "test.jsonl"), help="QA file of unseen questions, or 'split' (the dataset's eval split)")
     parser.add_argument("--work-dir", type=Path, default=REPO / ".raft-squad")
     parser.add_argument("--groundings", default="constrained,free")
+    parser.add_argument(
+        "--free-settings", default="raft_rag",
+        help="settings asked again with grounding free (closed_book has no documents, so it is the same request in both; "
+        "the goals compare raft_rag across groundings)",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override (repeatable)")
     parser.add_argument("--json", type=Path, help="also write every result here")
     args = parser.parse_args()
@@ -65,7 +71,10 @@ def main() -> None:
     for grounding in args.groundings.split(","):
         cfg = load_config(config, {**overrides, "generation.grounding": grounding})
         qa = None if args.test == "split" else Path(args.test)
-        results[grounding], _ = evaluate(cfg, trained["version"], qa_file=qa, dataset=Path(dataset["path"]) if qa is None else None)
+        settings = args.free_settings.split(",") if grounding == "free" else None
+        results[grounding], _ = evaluate(
+            cfg, trained["version"], qa_file=qa, dataset=Path(dataset["path"]) if qa is None else None, settings=settings
+        )
 
     print(table(results))
     out = {"steps": steps, "overrides": overrides, "results": results, "latency_ratio": latency_ratio(results)}
