@@ -7,9 +7,10 @@ query searches as a caller in `hr` (the access filter the gateway applies). Reca
 the engine's top 10 with exact search in numpy over the same allowed chunks; queries/s runs
 the same queries from 1, 2, 4 and 8 threads through one store, as the gateway's request threads do.
 
-    .venv/bin/python benchmarks/retrieval_scale.py --chunks 100000 [--engine local] [--queries 200] [--json]
+    .venv/bin/python benchmarks/retrieval_scale.py --chunks 100000 [--engine edge|local] [--queries 200] [--json]
 
-Engines: `local` (qdrant-client's embedded mode, the current default). Prints one JSON object:
+Engines: `edge` (Qdrant Edge, the default: HNSW, built by the store's commit, which the build
+time includes) and `local` (qdrant-client's embedded mode: exhaustive search). Prints one JSON object:
 {"chunks", "engine", "build_s", "p50_ms", "p95_ms", "recall_at_10", "qps": {"1", "2", "4", "8"}, "rss_mb"}.
 """
 
@@ -43,7 +44,7 @@ THREADS = (1, 2, 4, 8)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, required=True)
-    parser.add_argument("--engine", choices=["local"], default="local")
+    parser.add_argument("--engine", choices=["edge", "local"], default="edge")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args()
@@ -60,10 +61,11 @@ def main() -> None:
     ]
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(QdrantConfig(collection="scale"), Path(tmp) / "qdrant", "dense")
+        store = open_store(QdrantConfig(collection="scale", engine=args.engine), Path(tmp) / "qdrant", "dense")
         began = time.perf_counter()
         version = store.create_version(DIM)
         store.upsert(version, ids, vectors, [SparseVector([], [])] * args.chunks, payloads, batch=1024)
+        store.commit(version)
         store.point_alias_to(version)
         build_s = time.perf_counter() - began
 

@@ -43,8 +43,15 @@ class EmbeddingConfig(_Section):
     device: str | None = None  # None: CUDA when present, else CPU
 
 
+QdrantEngine = Literal["edge", "local"]
+
+
 class QdrantConfig(_Section):
     url: str | None = None  # a server; when unset, Qdrant runs embedded at `path`
+    engine: QdrantEngine = Field(
+        "edge", description="embedded engine: edge (Qdrant Edge: HNSW, parallel searches) or local (qdrant-client's local mode, "
+        "exhaustive search, one call at a time); unused with a server",
+    )
     api_key: str | None = None  # better RAFT_QDRANT_API_KEY
     shards: int = Field(1, ge=1, description="server only: shards of a new collection (spread over the cluster's nodes)")
     replication_factor: int = Field(1, ge=1, description="server only: copies of each shard")

@@ -2,7 +2,8 @@
 every backend implements.
 
 Training, evaluation, flows and serving read through `IndexReader`; the sync writes through
-`IndexWriter`. `retrieval/store.py` implements both on Qdrant (embedded, or a server); how a
+`IndexWriter`. Two backends implement both: `retrieval/edge_store.py` (Qdrant Edge, embedded,
+the default) and `retrieval/store.py` (a Qdrant server, or qdrant-client's local mode); how a
 backend keeps its own calls safe between threads is its own business, not its callers'.
 """
 
@@ -150,4 +151,8 @@ class IndexWriter(IndexReader, Protocol):
 
     def copy_points(self, source: str, target: str, ids: list[str], bm25: Callable[[Hit], SparseVector]) -> None:
         """Copy chunks with their vectors between versions (adding BM25 vectors to format-1 chunks)."""
+        ...
+
+    def commit(self, collection: str) -> None:
+        """Make the writes to a version durable and fast to search (called once a sync's writes are done)."""
         ...

@@ -1,4 +1,6 @@
-"""The chunk index in Qdrant: versioned collections behind one alias.
+"""The chunk index in Qdrant through qdrant-client: versioned collections behind one alias, on a
+Qdrant server or in qdrant-client's embedded local mode (`qdrant.engine: local`; the default
+embedded engine is Qdrant Edge, retrieval/edge_store.py).
 
 Searches always go through the alias (`raft_chunks`); the data lives in collections named
 `raft_chunks_v1`, `raft_chunks_v2`, … A rebuild fills the next version and then moves the
@@ -10,9 +12,8 @@ retrieval/sparse.py). Hybrid search fuses the two rankings by reciprocal rank; d
 uses the first alone. Collections of the first index format hold one unnamed dense vector:
 they are searched dense, and the next sync rebuilds them (retrieval/sync.py).
 
-Embedded Qdrant allows one client per folder, so within a process every store on the same
-folder shares one client (the gateway searching while the corpus watcher re-indexes), and
-calls on it are serialized: the embedded engine is not safe for concurrent threads.
+Local mode allows one client per folder, so within a process every store on the same folder
+shares one client, and calls on it are serialized: that engine is not safe for concurrent threads.
 """
 
 from __future__ import annotations
@@ -27,27 +28,23 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from contracts.settings import QdrantConfig, SearchMode
-from retrieval.index import Hit, IndexedDoc, StoreError
+from retrieval import backend
+from retrieval.backend import DENSE, INDEXED_FIELDS, SPARSE, STATE_FIELDS, PerFolder, fusion_depth, visible_labels
+from retrieval.edge_store import EdgeStore
+from retrieval.index import Hit, IndexedDoc, IndexWriter, StoreError
 from retrieval.sparse import SparseVector, query_vector
 
-PUBLIC = "public"
-DENSE, SPARSE = "dense", "bm25"  # the vector names of a chunk
-# Hybrid search fuses this many candidates of each ranking at least (more when k is larger), by
-# reciprocal rank: score = sum of 1 / (RRF_K + rank). 60 is the constant of the RRF paper (Cormack
-# et al., 2009); Qdrant's default of 2 lets one ranking's first place outweigh agreement.
-FUSION_CANDIDATES = 40
-RRF_K = 60
-# Payload fields the sync reads back to decide what changed; see retrieval/sync.py.
-STATE_FIELDS = ["doc_id", "source", "file_hash", "version_hash", "content_hash", "index_sig", "n_chunks", "access"]
 
-
-def open_store(config: QdrantConfig, path: Path, mode: SearchMode = "hybrid") -> ChunkStore:
-    """The index `config.collection` on the Qdrant server at `config.url` when set, else in embedded Qdrant
-    at `path`; searches rank by `mode` (hybrid: dense and BM25 fused, dense: the embedding alone)."""
+def open_store(config: QdrantConfig, path: Path, mode: SearchMode = "hybrid") -> IndexWriter:
+    """The index `config.collection` on the Qdrant server at `config.url` when set, else embedded at `path`
+    by `config.engine` (edge: Qdrant Edge, local: qdrant-client's local mode); searches rank by `mode`
+    (hybrid: dense and BM25 fused, dense: the embedding alone)."""
     if config.url:
         client = QdrantClient(url=config.url, api_key=config.api_key, timeout=int(config.timeout_s))
         return ChunkStore(client, config.collection, local=False, layout=config, mode=mode)
-    return ChunkStore(_EmbeddedClients.acquire(path), config.collection, local=True, path=path, mode=mode)
+    if config.engine == "edge":
+        return EdgeStore.open(path / "edge", config.collection, mode, local_index=path / "meta.json")
+    return ChunkStore(_local_clients.acquire(path), config.collection, local=True, path=path, mode=mode)
 
 
 class ChunkStore:
@@ -72,7 +69,7 @@ class ChunkStore:
             return
         self.closed = True
         if self.local and self.path is not None:
-            _EmbeddedClients.release(self.path)
+            _local_clients.release(self.path)
         else:
             self.client.close()
 
@@ -106,7 +103,7 @@ class ChunkStore:
                 name, vectors_config=vectors, sparse_vectors_config=sparse, shard_number=self.layout.shards,
                 replication_factor=self.layout.replication_factor, write_consistency_factor=self.layout.write_consistency_factor,
             )
-            for key in ("doc_id", "source", "access"):  # filtered search and sync scans stay fast at scale
+            for key in INDEXED_FIELDS:
                 self.client.create_payload_index(name, key, field_schema=models.PayloadSchemaType.KEYWORD)
         self._hybrid[name] = True
         return name
@@ -140,17 +137,7 @@ class ChunkStore:
 
     def index_state(self, collection: str) -> dict[str, IndexedDoc]:
         """Per document: its chunk ids and the hashes stored with them (payload only, no vectors)."""
-        docs: dict[str, IndexedDoc] = {}
-        for point in self._scroll(collection, STATE_FIELDS):
-            p = point.payload or {}
-            doc = docs.get(p["doc_id"])
-            if doc is None:
-                doc = docs[p["doc_id"]] = IndexedDoc(p["doc_id"], p["source"], p["content_hash"], tuple(p["access"]), n_chunks=p["n_chunks"])
-            doc.point_ids.append(str(point.id))
-            doc.file_hashes.add(p["file_hash"])
-            doc.version_hashes.add(p["version_hash"])
-            doc.index_sigs.add(p["index_sig"])
-        return docs
+        return backend.index_state((point.id, point.payload) for point in self._scroll(collection, STATE_FIELDS))
 
     def upsert(
         self, collection: str, ids: list[str], vectors: np.ndarray, sparse: list[SparseVector], payloads: list[dict[str, Any]],
@@ -188,6 +175,9 @@ class ChunkStore:
             if points:
                 self.client.upsert(target, points=[models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points], wait=True)
 
+    def commit(self, collection: str) -> None:
+        """Nothing to do: a server indexes in the background, local mode searches exhaustively."""
+
     def documents(self) -> dict[str, IndexedDoc]:
         """Per document of the live index: its chunk ids and stored hashes (empty before the first sync)."""
         current = self.current()
@@ -213,18 +203,18 @@ class ChunkStore:
                 self.alias, query=vector.tolist(), using=DENSE if hybrid else None, limit=k, query_filter=allowed, with_payload=True,
             )
         else:
-            depth = max(FUSION_CANDIDATES, 2 * k)
+            depth = fusion_depth(k)
             response = self.client.query_points(
                 self.alias,
                 prefetch=[
                     models.Prefetch(query=vector.tolist(), using=DENSE, limit=depth, filter=allowed),
                     models.Prefetch(query=_sparse(terms), using=SPARSE, limit=depth, filter=allowed),
                 ],
-                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
-                limit=k,
+                query=models.RrfQuery(rrf=models.Rrf(k=backend.RRF_K)),
+                limit=2 * depth,  # every fused candidate: backend.ranked cuts to k
                 with_payload=True,
             )
-        return [_hit(point) for point in response.points]
+        return backend.ranked((_hit(point) for point in response.points), k)
 
     def chunks(self, groups: Iterable[str] = (), doc_ids: Iterable[str] | None = None) -> list[Hit]:
         """Every chunk behind the alias that `groups` may see (optionally of `doc_ids` only), score 0."""
@@ -233,11 +223,7 @@ class ChunkStore:
         must = [_access_condition(groups)]
         if doc_ids is not None:
             must.append(models.FieldCondition(key="doc_id", match=models.MatchAny(any=sorted(set(doc_ids)))))
-        fields = ["text", "doc_id", "source", "title", "headings", "start", "end", "access"]
-        points = self._scroll(self.alias, fields, models.Filter(must=must))
-        hits = [_hit(p) for p in points]
-        # Document order, then position: the same list whatever order Qdrant scrolls in.
-        return sorted(hits, key=lambda h: (h.doc_id, h.start, h.chunk_id))
+        return backend.in_document_order(_hit(p) for p in self._scroll(self.alias, backend.HIT_FIELDS, models.Filter(must=must)))
 
     def _scroll(self, collection: str, fields: list[str], where: models.Filter | None = None) -> Iterator[models.Record]:
         offset = None
@@ -250,35 +236,7 @@ class ChunkStore:
                 return
 
 
-class _EmbeddedClients:
-    """One embedded Qdrant client per folder in this process, shared and counted."""
-
-    _lock = threading.Lock()
-    _open: dict[str, list[Any]] = {}  # resolved folder -> [client, number of open stores]
-
-    @classmethod
-    def acquire(cls, path: Path) -> Any:
-        with cls._lock:
-            entry = cls._open.setdefault(str(path.resolve()), [None, 0])
-            if entry[0] is None:
-                entry[0] = _open_embedded(path)  # raises before the count goes up
-            entry[1] += 1
-            return entry[0]
-
-    @classmethod
-    def release(cls, path: Path) -> None:
-        key = str(path.resolve())
-        with cls._lock:
-            entry = cls._open.get(key)
-            if entry is None or entry[0] is None:
-                return
-            entry[1] -= 1
-            if entry[1] <= 0:
-                del cls._open[key]
-                entry[0].close()
-
-
-def _open_embedded(path: Path) -> _Serialized:
+def _open_local(path: Path) -> _Serialized:
     path.mkdir(parents=True, exist_ok=True)
     try:
         return _Serialized(QdrantClient(path=str(path)))
@@ -315,21 +273,11 @@ def _sparse(vector: SparseVector) -> models.SparseVector:
 
 
 def _access_condition(groups: Iterable[str]) -> models.FieldCondition:
-    # A chunk is visible when any of its labels is among the caller's groups; public always is.
-    return models.FieldCondition(key="access", match=models.MatchAny(any=sorted({PUBLIC, *groups})))
+    return models.FieldCondition(key="access", match=models.MatchAny(any=visible_labels(groups)))
 
 
 def _hit(point: models.ScoredPoint | models.Record) -> Hit:
-    p = point.payload or {}
-    return Hit(
-        chunk_id=str(point.id),
-        score=float(getattr(point, "score", 0.0)),  # a Record (scroll, retrieve) has none: 0
-        doc_id=p["doc_id"],
-        source=p["source"],
-        title=p["title"],
-        text=p["text"],
-        headings=list(p.get("headings", [])),
-        start=p["start"],
-        end=p["end"],
-        access=list(p.get("access", [])),
-    )
+    return backend.hit(point.id, getattr(point, "score", 0.0), point.payload)  # a Record (scroll, retrieve) has no score
+
+
+_local_clients: PerFolder[_Serialized] = PerFolder(_open_local, lambda client: client.close())

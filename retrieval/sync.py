@@ -176,6 +176,7 @@ def sync_corpus(
         stale += [pid for doc_id in gone for pid in state[doc_id].point_ids]
         store.delete(target, stale)
         report.chunks_deleted = len(stale)
+    store.commit(target)
     if target != current:
         store.point_alias_to(target)
         if current:

@@ -12,7 +12,8 @@ import pytest
 
 from contracts.settings import ChunkingConfig, EmbeddingConfig, QdrantConfig
 from retrieval.embedding import Embedder
-from retrieval.store import ChunkStore, open_store
+from retrieval.index import IndexWriter
+from retrieval.store import open_store
 from retrieval.sync import IndexSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,9 +53,15 @@ def settings() -> IndexSettings:
     return IndexSettings(EmbeddingConfig(model=MODEL), ChunkingConfig(size=64, overlap=8, min_size=8))
 
 
+@pytest.fixture(params=["edge", "local"])
+def engine(request) -> str:
+    """Each embedded Qdrant engine: the index's tests (sync, alias swap, data checks, access filter, search) run on both."""
+    return request.param
+
+
 @pytest.fixture
-def store(tmp_path) -> ChunkStore:
-    s = open_store(QdrantConfig(collection="chunks"), tmp_path / "qdrant")
+def store(tmp_path, engine) -> IndexWriter:
+    s = open_store(QdrantConfig(collection="chunks", engine=engine), tmp_path / "qdrant")
     yield s
     s.close()
 

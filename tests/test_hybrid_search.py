@@ -1,15 +1,19 @@
 """Hybrid search (dense + BM25, fused by reciprocal rank) against the real embedding model and
-embedded Qdrant; and an index of the first format (dense only), which is searched and then rebuilt."""
+both embedded engines; and an index of the first format (dense only, local engine), which is
+searched and then rebuilt."""
 
 import pytest
+import qdrant_edge as qe
 from conftest import write
 from qdrant_client import models
 
 from contracts.settings import QdrantConfig
 from retrieval import sync as sync_module
+from retrieval.backend import DENSE, SPARSE
+from retrieval.edge_store import EdgeStore
 from retrieval.search import search
 from retrieval.sparse import K1, B, average_terms, document_vector, query_vector, terms
-from retrieval.store import DENSE, SPARSE, ChunkStore, open_store
+from retrieval.store import ChunkStore, open_store
 from retrieval.sync import sync_corpus
 
 MODELS = {"PC-220": ("6 bar", "12 litres"), "PC-240": ("8 bar", "15 litres"), "PC-260": ("10 bar", "19 litres"), "PC-280": ("12 bar", "24 litres")}
@@ -35,6 +39,19 @@ def test_bm25_weights_saturate_with_repeats_and_fall_with_length():
     assert weight < dict(zip(short.indices, short.values))[valve], f"b={B}: the same term weighs less in a longer chunk"
 
 
+def top_by_one_vector(store, name: str, query, k: int) -> list[tuple[str, float, str]]:
+    """(chunk id, score, doc id) of the top `k` by the vector `name` alone, asked of the engine directly:
+    a store itself ranks fused or dense only."""
+    if isinstance(store, EdgeStore):
+        vector = qe.SparseVector(query.indices, query.values) if name == SPARSE else query.tolist()
+        with store.folder.shard(store.current()) as shard:
+            points = shard.query(qe.QueryRequest(limit=k, query=qe.Query.Nearest(vector, using=name), with_payload=True))
+    else:
+        vector = models.SparseVector(indices=query.indices, values=query.values) if name == SPARSE else query.tolist()
+        points = store.client.query_points(store.alias, query=vector, using=name, limit=k, with_payload=True).points
+    return [(str(p.id), p.score, p.payload["doc_id"]) for p in points]
+
+
 @pytest.fixture
 def controllers(tmp_path):
     """Four near-duplicate controller sheets that differ in their model number and figures."""
@@ -50,23 +67,21 @@ def test_hybrid_search_tells_near_duplicates_apart_by_their_model_number(store, 
     assert store.mode == "hybrid" and store.is_hybrid(store.current())
     for model, (pressure, _) in MODELS.items():
         question = f"What is the maximum inlet pressure of the {model} controller?"
-        bm25 = query_vector(question)
-        alone = store.client.query_points(store.alias, query=models.SparseVector(indices=bm25.indices, values=bm25.values),
-                                          using=SPARSE, limit=1, with_payload=True).points
-        assert alone[0].payload["doc_id"] == f"{model.lower()}.md", "every chunk carries its BM25 vector"
+        [(_, _, alone)] = top_by_one_vector(store, SPARSE, query_vector(question), 1)
+        assert alone == f"{model.lower()}.md", "every chunk carries its BM25 vector"
         [hit] = search(store, embedder, question, k=1)
         assert hit.doc_id == f"{model.lower()}.md" and pressure in hit.text
 
 
-def test_dense_mode_ranks_by_the_embedding_alone(store, embedder, controllers, settings, tmp_path):
+def test_dense_mode_ranks_by_the_embedding_alone(store, engine, embedder, controllers, settings, tmp_path):
     sync_corpus(store, embedder, controllers, settings)
-    dense = open_store(QdrantConfig(collection="chunks"), tmp_path / "qdrant", "dense")  # the same embedded client
+    dense = open_store(QdrantConfig(collection="chunks", engine=engine), tmp_path / "qdrant", "dense")  # the same embedded handle
     question = "Which controller regulates 19 litres per minute?"
     vector = embedder.encode([question])[0]
-    expected = store.client.query_points(store.alias, query=vector.tolist(), using=DENSE, limit=3).points
+    expected = top_by_one_vector(store, DENSE, vector, 3)
     hits = search(dense, embedder, question, k=3)
-    assert [h.chunk_id for h in hits] == [str(p.id) for p in expected]
-    assert [h.score for h in hits] == pytest.approx([p.score for p in expected])  # cosine, not fused ranks
+    assert [h.chunk_id for h in hits] == [chunk_id for chunk_id, _, _ in expected]
+    assert [h.score for h in hits] == pytest.approx([score for _, score, _ in expected], abs=1e-5)  # cosine, not fused ranks
     dense.close()
 
 
@@ -83,7 +98,16 @@ class FirstFormatStore(ChunkStore):
         self.client.upsert(collection, points=models.Batch(ids=ids, vectors=vectors.tolist(), payloads=payloads), wait=True)
 
 
-def test_an_index_of_the_first_format_is_searched_dense_then_rebuilt_once(store, embedder, corpus, settings, monkeypatch):
+@pytest.fixture
+def local_store(tmp_path):
+    s = open_store(QdrantConfig(collection="chunks", engine="local"), tmp_path / "qdrant")
+    yield s
+    s.close()
+
+
+def test_an_index_of_the_first_format_is_searched_dense_then_rebuilt_once(local_store, embedder, corpus, settings, monkeypatch):
+    """Only qdrant-client's engine had the first format (the Edge engine came with the second)."""
+    store = local_store
     old = FirstFormatStore(store.client, store.alias, local=True)
     with monkeypatch.context() as m:
         m.setattr(sync_module, "INDEX_FORMAT", 1)
@@ -99,9 +123,22 @@ def test_an_index_of_the_first_format_is_searched_dense_then_rebuilt_once(store,
     assert report.rebuilt and report.collection == "chunks_v2" == store.current() and store.versions() == ["chunks_v2"]
     assert store.is_hybrid("chunks_v2") and report.added == 8
     assert "kb-2" in store.index_state("chunks_v2")
-    bm25 = query_vector("Firmware images published Monday")
-    kept = store.client.query_points(store.alias, query=models.SparseVector(indices=bm25.indices, values=bm25.values),
-                                     using=SPARSE, limit=1, with_payload=True).points
-    assert kept[0].payload["doc_id"] == "kb-2", "a kept chunk got its BM25 vector in the rebuild"
+    [(_, _, kept)] = top_by_one_vector(store, SPARSE, query_vector("Firmware images published Monday"), 1)
+    assert kept == "kb-2", "a kept chunk got its BM25 vector in the rebuild"
     again = sync_corpus(store, embedder, corpus, settings)
     assert not again.rebuilt and again.embeddings_computed == 0
+
+
+def test_a_search_gives_the_same_chunks_every_time_and_on_both_engines(tmp_path, embedder, corpus, settings):
+    """Fused scores tie often; Edge orders ties differently from one call to the next, so the stores break
+    ties by chunk id (a dataset's hard negatives must not change between runs or engines)."""
+    questions = ["How fast does the V10 valve close?", "What is the maximum pressure of the pump?", "firmware Monday", "reset the LED"]
+    results = {}
+    for engine in ("edge", "local"):
+        store = open_store(QdrantConfig(collection="chunks", engine=engine), tmp_path / engine)
+        sync_corpus(store, embedder, corpus, settings)
+        runs = [[(h.chunk_id, round(h.score, 6)) for q in questions for h in search(store, embedder, q, k=6)] for _ in range(5)]
+        assert all(run == runs[0] for run in runs), f"{engine}: the same search gave different lists"
+        results[engine] = runs[0]
+        store.close()
+    assert results["edge"] == results["local"]

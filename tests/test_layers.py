@@ -102,29 +102,33 @@ def imported_modules(file: Path) -> set[tuple[str, int]]:
 
 def test_the_stages_use_the_index_only_through_its_interface():
     """Training, evaluation, serving and flows read the index through retrieval/index.py; only the
-    place that opens one (flows/wiring.py) names the Qdrant backend."""
+    place that opens one (flows/wiring.py) names a Qdrant backend."""
+    backends = {"retrieval.store", "retrieval.edge_store", "retrieval.backend"}
     wrong = [
         f"{file.relative_to(REPO)}:{line}"
         for package in ("training", "serving", "evaluation", "flows")
         for file in sorted((REPO / package).rglob("*.py"))
         if file != REPO / "flows" / "wiring.py"
         for module, line in imported_modules(file)
-        if module == "retrieval.store"
+        if module in backends
     ]
-    assert not wrong, "import the index interface (retrieval.index), not the backend: " + ", ".join(wrong)
+    assert not wrong, "import the index interface (retrieval.index), not a backend: " + ", ".join(wrong)
 
 
+@pytest.mark.parametrize("backend", ["retrieval.store:ChunkStore", "retrieval.edge_store:EdgeStore"])
 @pytest.mark.parametrize("protocol", ["IndexReader", "IndexWriter"])
-def test_the_qdrant_backend_implements_the_index_interface(protocol):
+def test_each_qdrant_backend_implements_the_index_interface(protocol, backend):
+    import importlib
     import inspect
 
     import retrieval.index
-    from retrieval.store import ChunkStore
 
+    module, name = backend.split(":")
+    cls = getattr(importlib.import_module(module), name)
     interface = getattr(retrieval.index, protocol)
-    for name, method in inspect.getmembers(interface, inspect.isfunction):
-        if name.startswith("_"):
+    for method_name, method in inspect.getmembers(interface, inspect.isfunction):
+        if method_name.startswith("_"):
             continue
-        assert hasattr(ChunkStore, name), f"ChunkStore lacks {protocol}.{name}"
+        assert hasattr(cls, method_name), f"{name} lacks {protocol}.{method_name}"
         expected = list(inspect.signature(method).parameters)
-        assert list(inspect.signature(getattr(ChunkStore, name)).parameters) == expected, f"ChunkStore.{name} differs from {protocol}"
+        assert list(inspect.signature(getattr(cls, method_name)).parameters) == expected, f"{name}.{method_name} differs from {protocol}"

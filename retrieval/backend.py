@@ -1,0 +1,124 @@
+"""What the Qdrant backends share: a chunk's vectors and payload fields, how hybrid search fuses
+its two rankings, the access rule, reading hits and index state back from payloads, and one
+handle per embedded folder per process.
+
+Two backends implement the index interface (retrieval/index.py): `retrieval/store.py` on
+qdrant-client (a Qdrant server, or its embedded local mode) and `retrieval/edge_store.py` on
+Qdrant Edge (the in-process engine with HNSW). They store the same points, so the same search
+gives the same chunks on either.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from retrieval.index import Hit, IndexedDoc
+
+PUBLIC = "public"
+DENSE, SPARSE = "dense", "bm25"  # the vector names of a chunk
+# Hybrid search fuses this many candidates of each ranking at least (more when k is larger), by
+# reciprocal rank: score = sum of 1 / (RRF_K + rank). 60 is the constant of the RRF paper (Cormack
+# et al., 2009); Qdrant's default of 2 lets one ranking's first place outweigh agreement.
+FUSION_CANDIDATES = 40
+RRF_K = 60
+# Payload fields the sync reads back to decide what changed (retrieval/sync.py), and those a hit needs.
+STATE_FIELDS = ["doc_id", "source", "file_hash", "version_hash", "content_hash", "index_sig", "n_chunks", "access"]
+HIT_FIELDS = ["text", "doc_id", "source", "title", "headings", "start", "end", "access"]
+# Payload fields searched and scanned by value: keyword indexes keep filtered search fast at scale.
+INDEXED_FIELDS = ("doc_id", "source", "access")
+
+
+def fusion_depth(k: int) -> int:
+    """Candidates each ranking contributes to a hybrid search for the top `k`."""
+    return max(FUSION_CANDIDATES, 2 * k)
+
+
+def ranked(hits: Iterable[Hit], k: int) -> list[Hit]:
+    """The top `k` by score, ties broken by chunk id. Fused scores tie often (first place in one ranking
+    alone scores the same in either), and the engines order ties differently, Edge not even the same
+    way twice: a hybrid search asks for every fused candidate and cuts here, so a search (and a
+    dataset's hard negatives) is the same every time and on every engine."""
+    return sorted(hits, key=lambda h: (-h.score, h.chunk_id))[:k]
+
+
+def visible_labels(groups: Iterable[str]) -> list[str]:
+    """The access labels a caller in `groups` may read: a chunk is visible when any of its labels
+    is among them (public always is)."""
+    return sorted({PUBLIC, *groups})
+
+
+def hit(point_id: Any, score: float, payload: dict[str, Any] | None) -> Hit:
+    """A search result (or a stored chunk, score 0) from a point's id and payload."""
+    p = payload or {}
+    return Hit(
+        chunk_id=str(point_id),
+        score=float(score),
+        doc_id=p["doc_id"],
+        source=p["source"],
+        title=p["title"],
+        text=p["text"],
+        headings=list(p.get("headings", [])),
+        start=p["start"],
+        end=p["end"],
+        access=list(p.get("access", [])),
+    )
+
+
+def in_document_order(hits: Iterable[Hit]) -> list[Hit]:
+    """Chunks by document, then position: the same list whatever order a scroll returns them in."""
+    return sorted(hits, key=lambda h: (h.doc_id, h.start, h.chunk_id))
+
+
+def index_state(points: Iterable[tuple[Any, dict[str, Any] | None]]) -> dict[str, IndexedDoc]:
+    """Per document: its chunk ids and the hashes stored with them, from (point id, STATE_FIELDS payload) pairs."""
+    docs: dict[str, IndexedDoc] = {}
+    for point_id, payload in points:
+        p = payload or {}
+        doc = docs.get(p["doc_id"])
+        if doc is None:
+            doc = docs[p["doc_id"]] = IndexedDoc(p["doc_id"], p["source"], p["content_hash"], tuple(p["access"]), n_chunks=p["n_chunks"])
+        doc.point_ids.append(str(point_id))
+        doc.file_hashes.add(p["file_hash"])
+        doc.version_hashes.add(p["version_hash"])
+        doc.index_sigs.add(p["index_sig"])
+    return docs
+
+
+H = TypeVar("H")
+
+
+class PerFolder(Generic[H]):
+    """One handle per embedded folder in this process, shared by every store on that folder (the gateway
+    searching while the corpus watcher re-indexes) and closed when the last of them lets go.
+
+    Embedded Qdrant, local or Edge, lets one process at a time open a folder; `open` raises for a
+    folder another process holds."""
+
+    def __init__(self, open: Callable[[Path], H], close: Callable[[H], None]) -> None:
+        self._open, self._close = open, close
+        self._lock = threading.Lock()
+        self._handles: dict[str, list[Any]] = {}  # resolved folder -> [handle, number of users]
+
+    def acquire(self, path: Path) -> H:
+        """The folder's handle, opened on first use."""
+        with self._lock:
+            entry = self._handles.setdefault(str(path.resolve()), [None, 0])
+            if entry[0] is None:
+                entry[0] = self._open(path)  # raises before the count goes up
+            entry[1] += 1
+            return entry[0]
+
+    def release(self, path: Path) -> None:
+        """One user fewer; the last one closes the handle."""
+        key = str(path.resolve())
+        with self._lock:
+            entry = self._handles.get(key)
+            if entry is None or entry[0] is None:
+                return
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self._handles[key]
+                self._close(entry[0])
