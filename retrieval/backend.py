@@ -10,6 +10,7 @@ gives the same chunks on either.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,8 +21,8 @@ from retrieval.index import Hit, IndexedDoc
 PUBLIC = "public"
 DENSE, SPARSE = "dense", "bm25"  # the vector names of a chunk
 # Hybrid search fuses this many candidates of each ranking at least (more when k is larger), by
-# reciprocal rank: score = sum of 1 / (RRF_K + rank). 60 is the constant of the RRF paper (Cormack
-# et al., 2009); Qdrant's default of 2 lets one ranking's first place outweigh agreement.
+# reciprocal rank (`fuse`). 60 is the constant of the RRF paper (Cormack et al., 2009); a small one
+# (Qdrant's default is 2) lets one ranking's first place outweigh agreement.
 FUSION_CANDIDATES = 40
 RRF_K = 60
 # Payload fields the sync reads back to decide what changed (retrieval/sync.py), and those a hit needs.
@@ -36,11 +37,30 @@ def fusion_depth(k: int) -> int:
     return max(FUSION_CANDIDATES, 2 * k)
 
 
+def fuse(dense: list[Hit], sparse: list[Hit], k: int) -> list[Hit]:
+    """The top `k` of the embedding's and BM25's rankings fused by reciprocal rank: score = sum of
+    1 / (RRF_K + rank) over the rankings a chunk is in.
+
+    Fused scores tie often (first place in one ranking alone scores as much as in the other);
+    ties go to BM25's order, then the embedding's, then the chunk id. Measured (recall@1, sample
+    domain / squad): ties to BM25 0.903 / 0.868, to the embedding 0.867 / 0.853, by chunk id
+    0.896 / 0.868. Fusing here rather than in the engine also makes a search (and a dataset's
+    hard negatives) the same every time and on every engine: Edge ordered ties differently on
+    every call."""
+    score: dict[str, float] = {}
+    ranks: dict[str, list[int]] = {}  # chunk id -> [rank by BM25, rank by embedding]; absent: after the last
+    by_id: dict[str, Hit] = {}
+    for slot, hits in ((1, dense), (0, sparse)):
+        for rank, h in enumerate(hits, start=1):
+            score[h.chunk_id] = score.get(h.chunk_id, 0.0) + 1 / (RRF_K + rank)
+            ranks.setdefault(h.chunk_id, [len(sparse) + 1, len(dense) + 1])[slot] = rank
+            by_id.setdefault(h.chunk_id, h)
+    order = sorted(score, key=lambda c: (-score[c], ranks[c], c))[:k]
+    return [dataclasses.replace(by_id[c], score=score[c]) for c in order]
+
+
 def ranked(hits: Iterable[Hit], k: int) -> list[Hit]:
-    """The top `k` by score, ties broken by chunk id. Fused scores tie often (first place in one ranking
-    alone scores the same in either), and the engines order ties differently, Edge not even the same
-    way twice: a hybrid search asks for every fused candidate and cuts here, so a search (and a
-    dataset's hard negatives) is the same every time and on every engine."""
+    """The top `k` by score, ties broken by chunk id (the same list on every engine)."""
     return sorted(hits, key=lambda h: (-h.score, h.chunk_id))[:k]
 
 

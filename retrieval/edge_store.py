@@ -171,24 +171,16 @@ class EdgeStore:
         """Top-k chunks for `question` (and its embedding `vector`) whose access labels the caller's groups
         allow (public is always allowed), ranked by the store's search mode."""
         allowed = qe.Filter(must=[_access_condition(groups)])
-        dense = qe.Query.Nearest(vector.tolist(), using=DENSE)
         terms = query_vector(question)
-        if self.mode == "dense" or not terms.indices:
-            request = qe.QueryRequest(limit=k, query=dense, filter=allowed, with_payload=True)
-        else:
-            depth = fusion_depth(k)
-            request = qe.QueryRequest(
-                limit=2 * depth,  # every fused candidate: backend.ranked cuts to k
-                prefetches=[
-                    qe.Prefetch(limit=depth, query=dense, filter=allowed),
-                    qe.Prefetch(limit=depth, query=qe.Query.Nearest(_sparse(terms), using=SPARSE), filter=allowed),
-                ],
-                query=qe.Fusion.Rrf(k=backend.RRF_K),
-                with_payload=True,
-            )
+        hybrid = self.mode == "hybrid" and bool(terms.indices)
+        depth = fusion_depth(k) if hybrid else k
+        requests = [qe.QueryRequest(limit=depth, query=qe.Query.Nearest(vector.tolist(), using=DENSE), filter=allowed, with_payload=True)]
+        if hybrid:
+            requests.append(qe.QueryRequest(limit=depth, query=qe.Query.Nearest(_sparse(terms), using=SPARSE), filter=allowed, with_payload=True))
         with self._live() as shard:
-            points = _call(shard.query, request)
-        return backend.ranked((backend.hit(p.id, p.score, p.payload) for p in points), k)
+            found = _call(shard.query_batch, qe.QueryBatchRequest(requests))
+        rankings = [[backend.hit(p.id, p.score, p.payload) for p in points] for points in found]
+        return backend.fuse(*rankings, k) if hybrid else backend.ranked(rankings[0], k)
 
     def chunks(self, groups: Iterable[str] = (), doc_ids: Iterable[str] | None = None) -> list[Hit]:
         """Every chunk of the live version that `groups` may see (optionally of `doc_ids` only), score 0."""

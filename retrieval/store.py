@@ -196,25 +196,16 @@ class ChunkStore:
         if current is None:
             raise StoreError(f"the index {self.alias!r} is empty: run `raft index` first")
         allowed = models.Filter(must=[_access_condition(groups)])
-        hybrid = self.is_hybrid(current)  # False: the first index format, one unnamed dense vector
+        named = self.is_hybrid(current)  # False: the first index format, one unnamed dense vector
         terms = query_vector(question)
-        if not hybrid or self.mode == "dense" or not terms.indices:
-            response = self.client.query_points(
-                self.alias, query=vector.tolist(), using=DENSE if hybrid else None, limit=k, query_filter=allowed, with_payload=True,
-            )
-        else:
-            depth = fusion_depth(k)
-            response = self.client.query_points(
-                self.alias,
-                prefetch=[
-                    models.Prefetch(query=vector.tolist(), using=DENSE, limit=depth, filter=allowed),
-                    models.Prefetch(query=_sparse(terms), using=SPARSE, limit=depth, filter=allowed),
-                ],
-                query=models.RrfQuery(rrf=models.Rrf(k=backend.RRF_K)),
-                limit=2 * depth,  # every fused candidate: backend.ranked cuts to k
-                with_payload=True,
-            )
-        return backend.ranked((_hit(point) for point in response.points), k)
+        hybrid = named and self.mode == "hybrid" and bool(terms.indices)
+        depth = fusion_depth(k) if hybrid else k
+        requests = [models.QueryRequest(query=vector.tolist(), using=DENSE if named else None, filter=allowed, limit=depth, with_payload=True)]
+        if hybrid:
+            requests.append(models.QueryRequest(query=_sparse(terms), using=SPARSE, filter=allowed, limit=depth, with_payload=True))
+        found = self.client.query_batch_points(self.alias, requests=requests)
+        rankings = [[_hit(point) for point in response.points] for response in found]
+        return backend.fuse(*rankings, k) if hybrid else backend.ranked(rankings[0], k)
 
     def chunks(self, groups: Iterable[str] = (), doc_ids: Iterable[str] | None = None) -> list[Hit]:
         """Every chunk behind the alias that `groups` may see (optionally of `doc_ids` only), score 0."""

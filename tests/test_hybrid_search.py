@@ -9,8 +9,9 @@ from qdrant_client import models
 
 from contracts.settings import QdrantConfig
 from retrieval import sync as sync_module
-from retrieval.backend import DENSE, SPARSE
+from retrieval.backend import DENSE, RRF_K, SPARSE, fuse
 from retrieval.edge_store import EdgeStore
+from retrieval.index import Hit
 from retrieval.search import search
 from retrieval.sparse import K1, B, average_terms, document_vector, query_vector, terms
 from retrieval.store import ChunkStore, open_store
@@ -50,6 +51,18 @@ def top_by_one_vector(store, name: str, query, k: int) -> list[tuple[str, float,
         vector = models.SparseVector(indices=query.indices, values=query.values) if name == SPARSE else query.tolist()
         points = store.client.query_points(store.alias, query=vector, using=name, limit=k, with_payload=True).points
     return [(str(p.id), p.score, p.payload["doc_id"]) for p in points]
+
+
+def test_fusion_adds_reciprocal_ranks_and_gives_ties_to_bm25s_order():
+    def hits(*ids):
+        return [Hit(i, 0.5, "d", "d.md", "", i, [], 0, 0, ["public"]) for i in ids]
+
+    fused = fuse(hits("a", "b", "c"), hits("c", "z", "a"), 4)  # embedding's ranking, BM25's ranking
+    assert [h.chunk_id for h in fused] == ["c", "a", "z", "b"]
+    assert fused[0].score == pytest.approx(1 / (RRF_K + 1) + 1 / (RRF_K + 3)) == fused[1].score  # a tie: c is first by BM25
+    assert fused[2].score == pytest.approx(1 / (RRF_K + 2)) == fused[3].score  # z (BM25 2nd) before b (embedding 2nd)
+    assert [h.chunk_id for h in fuse(hits("q", "p"), hits("p", "q"), 2)] == ["p", "q"]
+    assert [h.chunk_id for h in fuse(hits("x", "y"), [], 3)] == ["x", "y"]
 
 
 @pytest.fixture
