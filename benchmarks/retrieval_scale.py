@@ -1,13 +1,18 @@
 """Search at scale: build time, filtered-search latency, recall against exact search, queries/s
 by thread count and memory, on synthetic chunks (no embedding model needed).
 
-N random unit vectors of 384 dimensions (all-MiniLM-L6-v2's size) with chunk payloads; a third
-of the chunks are public, the others carry the access label `hr` or `internal`, and every
-query searches as a caller in `hr` (the access filter the gateway applies). Recall@10 compares
-the engine's top 10 with exact search in numpy over the same allowed chunks; queries/s runs
-the same queries from 1, 2, 4 and 8 threads through one store, as the gateway's request threads do.
+N unit vectors of 384 dimensions (all-MiniLM-L6-v2's size) with chunk payloads; a third of the
+chunks are public, the others carry the access label `hr` or `internal`, and every query
+searches as a caller in `hr` (the access filter the gateway applies). Recall@10 compares the
+engine's top 10 with exact search in numpy over the same allowed chunks; queries/s runs the
+same queries from 1, 2, 4 and 8 threads through one store, as the gateway's request threads do.
 
-    .venv/bin/python benchmarks/retrieval_scale.py --chunks 100000 [--engine edge|local] [--queries 200] [--json]
+`--data clustered` (default) draws chunks as real embeddings lie: in topics of 50, each chunk
+its topic's direction plus as much random noise (cosine about 0.5 between chunks of a topic,
+about 0 between topics), queries alike. `--data uniform` draws every vector at random: no
+structure at all, the worst case for any graph index (docs/benchmarks.md has both).
+
+    .venv/bin/python benchmarks/retrieval_scale.py --chunks 100000 [--engine edge|local] [--data clustered|uniform] [--queries 200] [--json]
 
 Engines: `edge` (Qdrant Edge, the default: HNSW, built by the store's commit, which the build
 time includes) and `local` (qdrant-client's embedded mode: exhaustive search). Prints one JSON object:
@@ -39,20 +44,21 @@ DIM = 384
 LABELS = (["public"], ["hr"], ["internal"])
 CALLER = ["hr"]
 THREADS = (1, 2, 4, 8)
+TOPIC_SIZE = 50
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, required=True)
     parser.add_argument("--engine", choices=["edge", "local"], default="edge")
+    parser.add_argument("--data", choices=["clustered", "uniform"], default="clustered")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
-    vectors = _unit(rng.standard_normal((args.chunks, DIM), dtype=np.float32))
+    vectors, queries = _vectors(rng, args.chunks, args.data), _vectors(rng, args.queries, args.data, topics_of=args.chunks)
     labels = rng.integers(0, len(LABELS), args.chunks)
-    queries = _unit(rng.standard_normal((args.queries, DIM), dtype=np.float32))
     ids = [str(uuid.UUID(int=i + 1)) for i in range(args.chunks)]
     payloads = [
         {"doc_id": f"doc-{i // 4}", "source": f"doc-{i // 4}.md", "title": "", "text": "", "headings": [], "start": 0, "end": 0,
@@ -89,14 +95,23 @@ def main() -> None:
         store.close()
 
     result = {
-        "chunks": args.chunks, "engine": args.engine, "build_s": round(build_s, 1),
+        "chunks": args.chunks, "engine": args.engine, "data": args.data, "build_s": round(build_s, 1),
         "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2), "p95_ms": round(float(np.percentile(latencies, 95)) * 1000, 2),
         "recall_at_10": round(recall, 4), "qps": qps, "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     if not args.json:
-        print(f"{args.chunks} chunks, engine {args.engine}: build {result['build_s']} s, p50 {result['p50_ms']} ms, "
+        print(f"{args.chunks} chunks ({args.data}), engine {args.engine}: build {result['build_s']} s, p50 {result['p50_ms']} ms, "
               f"p95 {result['p95_ms']} ms, recall@10 {result['recall_at_10']}, queries/s by threads {qps}, peak RSS {result['rss_mb']} MB")
     print(json.dumps(result))
+
+
+def _vectors(rng: np.random.Generator, n: int, data: str, topics_of: int | None = None) -> np.ndarray:
+    noise = _unit(rng.standard_normal((n, DIM), dtype=np.float32))
+    if data == "uniform":
+        return noise
+    # The topics of the corpus (queries draw the same ones: the generator is re-seeded for them).
+    topics = _unit(np.random.default_rng(1).standard_normal(((topics_of or n) // TOPIC_SIZE + 1, DIM), dtype=np.float32))
+    return _unit(topics[rng.integers(0, len(topics), n)] + noise)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
