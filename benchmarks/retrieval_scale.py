@@ -57,7 +57,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
-    vectors, queries = _vectors(rng, args.chunks, args.data), _vectors(rng, args.queries, args.data, topics_of=args.chunks)
+    topics = _unit(rng.standard_normal((args.chunks // TOPIC_SIZE + 1, DIM), dtype=np.float32)) if args.data == "clustered" else None
+    vectors, queries = _vectors(rng, args.chunks, topics), _vectors(rng, args.queries, topics)
     labels = rng.integers(0, len(LABELS), args.chunks)
     ids = [str(uuid.UUID(int=i + 1)) for i in range(args.chunks)]
     payloads = [
@@ -105,13 +106,10 @@ def main() -> None:
     print(json.dumps(result))
 
 
-def _vectors(rng: np.random.Generator, n: int, data: str, topics_of: int | None = None) -> np.ndarray:
+def _vectors(rng: np.random.Generator, n: int, topics: np.ndarray | None) -> np.ndarray:
+    """n unit vectors: each a random topic's direction plus as much noise, or noise alone without topics."""
     noise = _unit(rng.standard_normal((n, DIM), dtype=np.float32))
-    if data == "uniform":
-        return noise
-    # The topics of the corpus (queries draw the same ones: the generator is re-seeded for them).
-    topics = _unit(np.random.default_rng(1).standard_normal(((topics_of or n) // TOPIC_SIZE + 1, DIM), dtype=np.float32))
-    return _unit(topics[rng.integers(0, len(topics), n)] + noise)
+    return noise if topics is None else _unit(topics[rng.integers(0, len(topics), n)] + noise)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

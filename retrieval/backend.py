@@ -11,6 +11,7 @@ gives the same chunks on either.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -30,6 +31,18 @@ STATE_FIELDS = ["doc_id", "source", "file_hash", "version_hash", "content_hash",
 HIT_FIELDS = ["text", "doc_id", "source", "title", "headings", "start", "end", "access"]
 # Payload fields searched and scanned by value: keyword indexes keep filtered search fast at scale.
 INDEXED_FIELDS = ("doc_id", "source", "access")
+
+
+def versions_of(alias: str, names: Iterable[str]) -> list[str]:
+    """The names among `names` that are versions of the index `alias` (`<alias>_v<N>`), oldest first."""
+    pattern = re.compile(rf"^{re.escape(alias)}_v(\d+)$")
+    found = [(int(m.group(1)), name) for name in names if (m := pattern.match(name))]
+    return [name for _, name in sorted(found)]
+
+
+def next_version(alias: str, versions: list[str]) -> str:
+    """The name of the version after the newest of `versions` (oldest first)."""
+    return f"{alias}_v{int(versions[-1].rsplit('_v', 1)[1]) + 1 if versions else 1}"
 
 
 def fusion_depth(k: int) -> int:

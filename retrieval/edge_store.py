@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -67,15 +66,11 @@ class EdgeStore:
 
     def versions(self) -> list[str]:
         """Every version folder of this index (also one a crashed rebuild left), oldest first."""
-        pattern = re.compile(rf"^{re.escape(self.alias)}_v(\d+)$")
-        found = [(int(m.group(1)), p.name) for p in self.folder.path.iterdir() if p.is_dir() and (m := pattern.match(p.name))]
-        return [name for _, name in sorted(found)]
+        return backend.versions_of(self.alias, (p.name for p in self.folder.path.iterdir() if p.is_dir()))
 
     def create_version(self, dim: int) -> str:
         """A new empty shard for `dim`-dimensional dense vectors (not live yet), with keyword indexes for filters."""
-        versions = self.versions()
-        number = int(versions[-1].rsplit("_v", 1)[1]) + 1 if versions else 1
-        name = f"{self.alias}_v{number}"
+        name = backend.next_version(self.alias, self.versions())
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},

@@ -18,7 +18,6 @@ shares one client, and calls on it are serialized: that engine is not safe for c
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -84,15 +83,11 @@ class ChunkStore:
 
     def versions(self) -> list[str]:
         """All collections of this index, oldest first."""
-        pattern = re.compile(rf"^{re.escape(self.alias)}_v(\d+)$")
-        found = [(int(m.group(1)), c.name) for c in self.client.get_collections().collections if (m := pattern.match(c.name))]
-        return [name for _, name in sorted(found)]
+        return backend.versions_of(self.alias, (c.name for c in self.client.get_collections().collections))
 
     def create_version(self, dim: int) -> str:
         """Create the next empty collection version (not yet behind the alias)."""
-        versions = self.versions()
-        number = int(versions[-1].rsplit("_v", 1)[1]) + 1 if versions else 1
-        name = f"{self.alias}_v{number}"
+        name = backend.next_version(self.alias, self.versions())
         on_disk = self.layout.on_disk or None
         vectors = {DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=on_disk)}
         sparse = {SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF, index=models.SparseIndexParams(on_disk=on_disk))}
