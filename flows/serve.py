@@ -27,6 +27,7 @@ from flows.wiring import make_embedder, open_index
 from retrieval.embedding import Embedder
 from retrieval.index import IndexReader
 from retrieval.search import search
+from serving.adapters import adapter_path
 from serving.chat_service import GatewaySettings, Retriever
 from serving.citations import SourceDoc
 from serving.engine import BASE, Engine, SwapError
@@ -155,16 +156,9 @@ def _configured_version(cfg: RaftConfig) -> Version | None:
     return get_version(folder, cfg.serving.model)
 
 
-def adapter_path(cfg: RaftConfig, version: Version) -> Path:
-    """The version's adapter folder as vLLM sees it: under vllm.adapter_root when vLLM mounts the
-    models elsewhere (another container), else where the registry keeps it."""
-    root = cfg.vllm.adapter_root
-    return Path(root) / version.name / "adapter" if root else version.adapter_dir
-
-
 def _swap_external(cfg: RaftConfig, engine: Engine, version: Version) -> None:
     try:
-        engine.swap(version.name, adapter_path(cfg, version))
+        engine.swap(version.name, adapter_path(cfg.vllm, version))
     except SwapError as e:
         raise ServeError(f"the vLLM at {cfg.vllm.url} could not serve {version.name}: {e}; it needs "
                          "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, --enable-lora, and the models folder at vllm.adapter_root") from None
@@ -199,7 +193,7 @@ def _watch_registry(stack: Stack, folder: Path) -> None:
             name = read_aliases(folder)["production"]
             if name is None or name in (stack.engine.active, failed):
                 continue
-            record = stack.engine.swap(name, adapter_path(stack.cfg, get_version(folder, name)))
+            record = stack.engine.swap(name, adapter_path(stack.cfg.vllm, get_version(folder, name)))
             log.info("now serving %s (loaded and probed in %.1f s)", name, record.seconds)
         except SwapError as e:
             failed = name

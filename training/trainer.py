@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from contracts.atomic import atomic_dir
+from contracts.hardware import cpu_has_fast_bf16
 from contracts.settings import TrainingConfig
 from training.base_model import BaseModel
 from training.dataset_folder import read_examples
@@ -165,18 +166,6 @@ def evaluate_loss(model: Any, examples: list[TokenizedExample], batch_size: int,
             total[1] += sum(ex.n_trained for ex in batch)
     total = accelerator.reduce(total, reduction="sum")
     return round((total[0] / total[1]).item(), 5) if total[1] else float("nan")
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): bf16 then trains ~3x faster than fp32.
-
-    Without those instructions bf16 is emulated and slower than fp32, so it stays off.
-    """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def _loss_sum(model: Any, batch: list[TokenizedExample], device: torch.device) -> torch.Tensor:
