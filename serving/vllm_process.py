@@ -104,7 +104,7 @@ def vllm_command(s: VLLMSettings) -> list[str]:
 
 def vllm_dtype(configured: str) -> str:
     """The --dtype vLLM gets: `auto` (the model's own, bf16 for SmolLM2) unless vLLM runs on a CPU
-    without native bf16, which emulates it: float32 answered 3x faster there (docs/benchmarks.md)."""
+    without native bf16, which emulates it: float32 answered 2.6-4.7x faster there (docs/benchmarks.md)."""
     if configured == "auto" and vllm_runs_on_cpu() and not cpu_has_fast_bf16():
         return "float32"
     return configured

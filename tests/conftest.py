@@ -34,8 +34,8 @@ EAGER = ["--enforce-eager"]
 def vllm_for_tests():
     """Every vLLM the tests start (directly, or through `raft` commands and their subprocesses) runs
     EAGER, with its OpenMP threads on every core: vLLM-CPU's default keeps a core for its API
-    server, which on 2 cores halves its speed while the test process only waits for it (a batch
-    of 8 answers: 23 s against 40 s, docs/benchmarks.md)."""
+    server, which on 2 cores costs 1.5-2x while the test process only waits for it (a batch
+    of 8 answers: 7.0 s against 13.7 s, benchmarks/vllm_cpu_bench.py)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAFT_VLLM_EXTRA_ARGS", ",".join(EAGER))
         mp.setenv("VLLM_CPU_OMP_THREADS_BIND", ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0))))
