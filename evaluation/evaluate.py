@@ -31,7 +31,7 @@ from retrieval.embedding import Embedder
 from retrieval.index import Hit, IndexReader
 from retrieval.qa import read_qa_file
 from retrieval.search import search_many
-from serving.adapters import AdapterError, adapter_path, load_adapter, served_models, unload_adapter
+from serving.adapters import RUNTIME_LORA_NEEDS, AdapterError, adapter_path, load_adapter, served_models, unload_adapter
 from serving.vllm_process import VLLMServer, for_versions, free_port
 from training.base_model import BaseModel, resolve_base_model
 from training.dataset_folder import check_dataset, dataset_hash, latest_dataset
@@ -241,8 +241,8 @@ def _external(cfg: RaftConfig, versions: dict[str, Version], needs_base: bool) -
                 if load_adapter(url, name, adapter_path(cfg.vllm, version)):
                     loaded.append(name)
             except AdapterError as e:
-                raise EvaluationError(f"{e}; the vLLM at vllm.url needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, --enable-lora "
-                                      "with a --max-lora-rank that fits, and the models folder at vllm.adapter_root") from None
+                raise EvaluationError(f"{e}; the vLLM at vllm.url needs {RUNTIME_LORA_NEEDS}, with a --max-lora-rank "
+                                      "that fits the adapter") from None
         yield url
     finally:
         for name in loaded:

@@ -27,7 +27,7 @@ from flows.wiring import make_embedder, open_index
 from retrieval.embedding import Embedder
 from retrieval.index import IndexReader
 from retrieval.search import search
-from serving.adapters import adapter_path
+from serving.adapters import RUNTIME_LORA_NEEDS, adapter_path
 from serving.chat_service import GatewaySettings, Retriever
 from serving.citations import SourceDoc
 from serving.engine import BASE, Engine, SwapError
@@ -160,8 +160,7 @@ def _swap_external(cfg: RaftConfig, engine: Engine, version: Version) -> None:
     try:
         engine.swap(version.name, adapter_path(cfg.vllm, version))
     except SwapError as e:
-        raise ServeError(f"the vLLM at {cfg.vllm.url} could not serve {version.name}: {e}; it needs "
-                         "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, --enable-lora, and the models folder at vllm.adapter_root") from None
+        raise ServeError(f"the vLLM at {cfg.vllm.url} could not serve {version.name}: {e}; it needs {RUNTIME_LORA_NEEDS}") from None
 
 
 def _engine_settings(cfg: RaftConfig, base_path: str, versions: dict[str, Version]) -> VLLMSettings:

@@ -16,6 +16,9 @@ import httpx
 from contracts.settings import VLLMConfig
 from training.registry import Version
 
+# What an external vLLM (vllm.url) needs before raft can load adapters into it: said by every error about it.
+RUNTIME_LORA_NEEDS = "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, --enable-lora, and the models folder at vllm.adapter_root"
+
 
 class AdapterError(RuntimeError):
     """vLLM did not answer, or refused to load or unload an adapter; the message holds its reply."""

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from contracts.settings import ChunkingConfig, EmbeddingConfig, QdrantConfig
+from contracts.settings import ChunkingConfig, EmbeddingConfig, QdrantConfig, VLLMConfig
 from retrieval.embedding import Embedder
 from retrieval.index import IndexWriter
 from retrieval.store import open_store
 from retrieval.sync import IndexSettings
-from serving.vllm_process import VLLMServer
+from serving.vllm_process import VLLMServer, VLLMSettings, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = REPO / "examples" / "corpus"
@@ -258,10 +258,20 @@ def session_vllm(base_model, tmp_path_factory) -> VLLMServer:
     through vllm.url: the base model as `base`, versions loaded at runtime under their names, which
     the registry never reuses. A fresh vLLM costs about a minute to start and as much again to warm
     up on its first answers; the tests that supervise or kill vLLM start their own."""
-    from contracts.settings import VLLMConfig
-    from serving.vllm_process import VLLMSettings, free_port
-
     config = VLLMConfig(max_model_len=2048, max_loras=4, extra_args=EAGER)
     settings = VLLMSettings(model=base_model.path, port=free_port(), runtime_lora_updating=True, config=config)
     with VLLMServer(settings, tmp_path_factory.mktemp("session-vllm") / "vllm.log") as server:
         yield server
+
+
+def serving_work(trained, sample_work: Path, work: Path) -> str:
+    """A work dir at `work` for serving the `trained` version: a copy of its registry (no merged model,
+    no decisions) with it as production, and a copy of the sample index (embedded Qdrant admits one
+    process per folder). Returns the version's name."""
+    from training.registry import set_alias
+
+    trained_work, printed = trained
+    shutil.copytree(trained_work / "models", work / "models", ignore=shutil.ignore_patterns("merged", "decisions", "aliases.json"))
+    shutil.copytree(sample_work / "qdrant", work / "qdrant")
+    set_alias(work / "models", "production", printed["name"])
+    return printed["name"]

@@ -22,7 +22,7 @@ from flows.config import load_config
 from flows.serve import ServeError, start_stack
 from serving.citations import SourceDoc, cite
 from serving.vllm_process import free_port
-from tests.conftest import REPO
+from tests.conftest import REPO, serving_work
 from training.registry import register, set_alias
 
 KEYS = {"public-key": [], "internal-key": ["internal"]}
@@ -45,11 +45,8 @@ def stack(trained, sample_work, base_model, session_vllm, tmp_path_factory):
     sees the models folder through a second path (as a second mount would be)."""
     import uvicorn
 
-    trained_work, printed = trained
     work = tmp_path_factory.mktemp("serve-work")
-    shutil.copytree(trained_work / "models", work / "models", ignore=shutil.ignore_patterns("merged", "decisions", "aliases.json"))
-    shutil.copytree(sample_work / "qdrant", work / "qdrant")  # embedded Qdrant: one process, one client per path
-    set_alias(work / "models", "production", printed["name"])
+    version = serving_work(trained, sample_work, work)
     mount = work / "vllm-mount"
     mount.mkdir()
     (mount / "models").symlink_to(work / "models")
@@ -66,7 +63,7 @@ def stack(trained, sample_work, base_model, session_vllm, tmp_path_factory):
     thread.start()
     while not server.started:
         time.sleep(0.1)
-    yield s, f"http://127.0.0.1:{port}/v1", printed["name"], work
+    yield s, f"http://127.0.0.1:{port}/v1", version, work
     server.should_exit = True
     thread.join(10)
     s.stop()

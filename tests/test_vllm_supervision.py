@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,8 +24,7 @@ import pytest
 
 from contracts.settings import VLLMConfig
 from serving.vllm_process import VLLMError, VLLMServer, VLLMSettings, _port_free, free_port, group_members
-from tests.conftest import REPO
-from training.registry import set_alias
+from tests.conftest import REPO, serving_work
 
 # The leader starts an "engine" in its own process group (as vLLM's API server starts EngineCore);
 # the engine starts a "worker" and serves /v1/models on the port; the leader just waits.
@@ -170,11 +168,8 @@ def process_tree(pgid: int) -> str:
 def raft_serve(trained, sample_work, base_model, tmp_path):
     """Start `raft serve` (its own vLLM, the trained version as production, loaded at launch) as a
     subprocess on the sample index; yields (process, gateway URL, vLLM port, its log) once healthy."""
-    trained_work, printed = trained
     work = tmp_path / "work"
-    shutil.copytree(trained_work / "models", work / "models", ignore=shutil.ignore_patterns("merged", "decisions", "aliases.json"))
-    shutil.copytree(sample_work / "qdrant", work / "qdrant")
-    set_alias(work / "models", "production", printed["name"])
+    serving_work(trained, sample_work, work)
     port, vllm_port = free_port(), free_port()
     argv = [sys.executable, "-m", "flows.cli", "serve", "--config", str(REPO / "raft.yaml"), "--work-dir", str(work), "--no-watch",
             "--port", str(port), "--set", f"training.base_model={base_model.path}", "--set", f"serving.vllm_port={vllm_port}",
