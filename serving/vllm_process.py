@@ -9,7 +9,9 @@ vLLM is a process tree: the API server starts EngineCore, which starts a Worker 
 about 4 GB), plus multiprocessing's resource tracker. When the API server is killed with
 SIGKILL (the OOM killer, kill -9) the others are not told: they are reparented to init and
 keep running. So the tree runs in its own process group, and stop() ends the whole group,
-whether or not the API server is still alive, and waits until the port is free again.
+whether or not the API server is still alive, and waits until the port is free again. The
+group's leader is serving/group_leader.py, a small process that ends the group when its owner
+dies without calling stop() (kill -9, a crash), in whatever phase vLLM is.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ import httpx
 
 from contracts.hardware import cpu_has_fast_bf16, vllm_runs_on_cpu
 from contracts.settings import VLLMConfig
+from serving.group_leader import group_members
 from training.registry import Version
 
 PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
 STOP_GRACE_S = 30.0  # SIGTERM lets vLLM shut down its engine cleanly; SIGKILL after this
+STARTING_GRACE_S = 5.0  # the same for a vLLM still starting, which does not act on SIGTERM (measured)
 KILL_WAIT_S = 30.0  # after SIGKILL only an uninterruptible wait (D state) can hold a process
 PORT_RELEASE_S = 10.0  # the group is gone: the port is free at once unless someone else holds it
 
@@ -137,31 +141,6 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def group_members(pgid: int) -> list[int]:
-    """The pids of the live processes in process group `pgid`, sorted. A zombie counts as gone: it
-    holds no memory and no port, and its parent (or init, for an orphan) reaps it."""
-    if not os.path.isdir("/proc"):  # no process table to read: only whether the group exists at all
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return []
-        return [pgid]
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                stat = f.read()
-        except OSError:  # exited while we looked
-            continue
-        # The name (field 2) may hold spaces and parentheses: the fields start after the last ")".
-        state, _ppid, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
-        if int(pgrp) == pgid and state not in ("Z", "X"):
-            members.append(int(entry.name))
-    return sorted(members)
-
-
 def _describe(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/comm") as f:
@@ -178,9 +157,9 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def _die_with_parent(parent: int) -> None:
-    """In the child: get SIGTERM when the thread that started it dies, however it dies (kill -9,
-    a killed test run), so no vLLM outlives its owner. Linux only; elsewhere stop() is the only way.
-    Only the API server gets it: alive, it shuts down its EngineCore itself; killed, stop() ends the rest."""
+    """In the child (the group leader): get SIGTERM when the thread that started it dies, however it
+    dies (kill -9, a killed test run), so no vLLM outlives its owner. Linux only; elsewhere stop() is
+    the only way."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
@@ -229,25 +208,32 @@ class VLLMServer:
                 )
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             with self.log_file.open("wb") as log:
+                command = list(self.command) if self.command is not None else vllm_command(self.settings)
                 process = subprocess.Popen(
-                    list(self.command) if self.command is not None else vllm_command(self.settings),
+                    [sys.executable, "-m", "serving.group_leader", *command],
                     stdout=log, stderr=subprocess.STDOUT, env=vllm_env(self.settings),
                     start_new_session=True, preexec_fn=lambda parent=os.getpid(): _die_with_parent(parent),
                 )
             self.process, self.pgid = process, process.pid  # a new session: its group id is the leader's pid
+        try:
+            self._wait_ready(process, timeout_s)
+        except BaseException:
+            # It exited or timed out, or the caller is leaving (SIGTERM's SystemExit, Ctrl-C): stop the group now.
+            self.stop(STARTING_GRACE_S)
+            raise
+        return self
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                code = process.returncode
-                self.stop()  # the API server may have died after starting EngineCore
-                raise VLLMError(f"vLLM exited with code {code}:\n{self.log_tail()}")
+                raise VLLMError(f"vLLM exited with code {process.returncode}:\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
-                    return self
+                    return
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        self.stop()
         raise VLLMError(f"vLLM did not answer within {timeout_s:.0f} s:\n{self.log_tail()}")
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> list[str]:

