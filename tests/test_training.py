@@ -100,8 +100,9 @@ class Interrupted(Exception):
 
 @pytest.mark.slow
 def test_resume_continues_at_the_checkpoint_with_the_same_result(base_model, small_dataset, tmp_path, monkeypatch):
-    s = FAST.model_copy(update={"max_steps": 4, "save_every": 2})
-    whole = train(base_model, small_dataset, tmp_path / "whole", s)
+    data = subset(small_dataset, tmp_path / "four", 4, 1)  # two steps of two: cut after the first
+    s = FAST.model_copy(update={"max_steps": 2, "save_every": 1})
+    whole = train(base_model, data, tmp_path / "whole", s)
 
     save = trainer._save_checkpoint
 
@@ -111,12 +112,12 @@ def test_resume_continues_at_the_checkpoint_with_the_same_result(base_model, sma
 
     monkeypatch.setattr(trainer, "_save_checkpoint", save_then_die)
     with pytest.raises(Interrupted):
-        train(base_model, small_dataset, tmp_path / "cut", s)
+        train(base_model, data, tmp_path / "cut", s)
     monkeypatch.setattr(trainer, "_save_checkpoint", save)
-    assert [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()] == ["step-000002"]
+    assert [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()] == ["step-000001"]
     assert not (tmp_path / "cut" / "adapter").exists()
 
-    resumed = train(base_model, small_dataset, tmp_path / "cut", s, resume=True)
+    resumed = train(base_model, data, tmp_path / "cut", s, resume=True)
     assert resumed.metrics["loss_curve"] == whole.metrics["loss_curve"]
     a = load_file(whole.adapter_dir / "adapter_model.safetensors")
     b = load_file(resumed.adapter_dir / "adapter_model.safetensors")
