@@ -67,6 +67,7 @@ def end_group(grace_s: float) -> None:
 
 
 def main(command: list[str]) -> int:
+    """Run `command` and return its exit status (128 + the signal's number when a signal ended it)."""
     owner = os.getppid()
 
     def on_signal(signum: int, _frame: object) -> None:
