@@ -264,6 +264,16 @@ def session_vllm(base_model, tmp_path_factory) -> VLLMServer:
         yield server
 
 
+def answers(url: str) -> bool:
+    """Whether an HTTP server answers `url` with 200 now (False while nothing listens)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def serving_work(trained, sample_work: Path, work: Path) -> str:
     """A work dir at `work` for serving the `trained` version: a copy of its registry (no merged model,
     no decisions) with it as production, and a copy of the sample index (embedded Qdrant admits one

@@ -24,7 +24,7 @@ from flows.changes import Change, diff, retrain_due
 from flows.cli import main
 from flows.config import load_config
 from serving.vllm_process import free_port
-from tests.conftest import REPO, SAMPLE_CORPUS
+from tests.conftest import REPO, SAMPLE_CORPUS, answers
 from training.registry import list_versions, read_aliases
 
 CONFIG = str(REPO / "raft.yaml")
@@ -330,7 +330,7 @@ def test_deploy_flows_registers_schedules_on_a_real_prefect_server(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     worker = None
     try:
-        _wait(lambda: _up(f"http://127.0.0.1:{port}/api/health"), 120, "the Prefect server")
+        _wait(lambda: answers(f"http://127.0.0.1:{port}/api/health"), 120, "the Prefect server")
         args = ["deploy-flows", "--config", CONFIG, "--work-dir", str(tmp_path / "work")]
         worker = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], env=env, cwd=REPO,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -356,10 +356,3 @@ def test_deploy_flows_registers_schedules_on_a_real_prefect_server(tmp_path):
             if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(30)
-
-
-def _up(url):
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

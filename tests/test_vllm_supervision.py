@@ -26,7 +26,7 @@ import pytest
 from contracts.settings import VLLMConfig
 from serving.group_leader import group_members
 from serving.vllm_process import VLLMError, VLLMServer, VLLMSettings, _port_free, free_port
-from tests.conftest import REPO, serving_work
+from tests.conftest import REPO, answers, serving_work
 
 # Under the group's leader (serving/group_leader.py), the "API server" starts an "engine" in the
 # same process group (as vLLM's API server starts EngineCore); the engine starts a "worker" and
@@ -216,10 +216,7 @@ def raft_serve(trained, sample_work, base_model, tmp_path):
 
     def healthy() -> bool:
         assert raft.poll() is None, f"raft serve exited:\n{log_path.read_text()[-3000:]}"
-        try:
-            return httpx.get(f"{gateway}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers(f"{gateway}/health")
 
     try:
         wait_for(healthy, 600, "raft serve did not come up")
@@ -305,7 +302,7 @@ def test_raft_serve_stopped_while_vllm_starts_leaves_no_process(sig, trained, sa
     try:
         [leader] = wait_for(lambda: vllm_children(raft), 120, f"raft serve started no vLLM:\n{log_path.read_text()[-3000:]}")
         wait_for(lambda: "VLLM::EngineCore" in process_tree(leader), 180, f"no EngineCore:\n{process_tree(leader)}")
-        assert not _answers(f"http://127.0.0.1:{vllm_port}/v1/models"), "vLLM was already up: the start-up was not interrupted"
+        assert not answers(f"http://127.0.0.1:{vllm_port}/v1/models"), "vLLM was already up: the start-up was not interrupted"
         raft.send_signal(sig)
         code = raft.wait(120)
         assert code == (0 if sig == signal.SIGTERM else -signal.SIGKILL), log_path.read_text()[-3000:]
@@ -317,10 +314,3 @@ def test_raft_serve_stopped_while_vllm_starts_leaves_no_process(sig, trained, sa
             raft.wait()
         for pid in group_members(leader) if leader else []:
             os.kill(pid, signal.SIGKILL)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
