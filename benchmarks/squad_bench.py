@@ -55,7 +55,7 @@ def main() -> None:
         "the goals compare raft_rag across groundings)",
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override (repeatable)")
-    parser.add_argument("--json", type=Path, help="also write every result here")
+    parser.add_argument("--json", type=Path, help="also write every result here, and the per-question outputs to OUT.outputs.jsonl")
     args = parser.parse_args()
 
     overrides = {"work_dir": str(args.work_dir.resolve()), "corpus.path": str(args.corpus.resolve()), "dataset.qa_file": str(args.train.resolve())}
@@ -68,19 +68,23 @@ def main() -> None:
     steps = {"dataset": dataset, "training": trained, "seconds_to_model": round(time.perf_counter() - began, 1)}
 
     results: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
     for grounding in args.groundings.split(","):
         cfg = load_config(config, {**overrides, "generation.grounding": grounding})
         qa = None if args.test == "split" else Path(args.test)
         settings = args.free_settings.split(",") if grounding == "free" else None
-        results[grounding], _ = evaluate(
+        results[grounding], answered = evaluate(
             cfg, trained["version"], qa_file=qa, dataset=Path(dataset["path"]) if qa is None else None, settings=settings
         )
+        rows += [{**row, "grounding": grounding} for row in answered]
 
     print(table(results))
     out = {"steps": steps, "overrides": overrides, "results": results, "latency_ratio": latency_ratio(results)}
     print(json.dumps({"latency_ratio": out["latency_ratio"], "steps": steps}))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
+        # Per-question outputs beside it, for reading what the model got wrong.
+        args.json.with_suffix(".outputs.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:

@@ -205,6 +205,10 @@ class GenerationConfig(_Section):
     grounding: Literal["constrained", "free"] = Field(
         "constrained", description="constrained: quotes can only be verbatim sentences of the prompt's documents (vLLM structured outputs)"
     )
+    quote_candidates: int = Field(
+        1, ge=0, description="constrained: a quote may be only one of this many context sentences, the closest to the question "
+        "by the embedding model; 0: any sentence of the context",
+    )
 
 
 class FlowsConfig(_Section):

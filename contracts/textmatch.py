@@ -13,8 +13,11 @@ from dataclasses import dataclass
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
-# A sentence ends at . ! ? followed by whitespace, or at a line break (list items, table rows).
+# A sentence ends at . ! ? followed by whitespace, or at a line break (list items, table rows)...
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# ...but not after an initial or an abbreviation ("William E. Simon", "U.S. troops", "Dr. Smith"),
+# nor before a lower-case word ("e.g. the"): a quote cut there would hold half a sentence.
+_NOT_AN_END = re.compile(r"(?:\b[A-Z]|\b(?:[A-Za-z]\.)+[A-Za-z]|\b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|No|vs|Fig|Inc|Ltd|Co))\.$")
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ def find_span(needle: str, text: str, ignore_case: bool = True) -> Span | None:
 def sentences(text: str) -> list[Span]:
     """Sentence spans of `text` (stripped of surrounding whitespace), in order."""
     spans, start = [], 0
-    for cut in [*_SENTENCE_END.finditer(text), None]:
+    for cut in [*filter(lambda c: _ends_sentence(text, c), _SENTENCE_END.finditer(text)), None]:
         end = cut.start() if cut else len(text)
         piece = text[start:end]
         if piece.strip():
@@ -53,6 +56,13 @@ def sentences(text: str) -> list[Span]:
         if cut:
             start = cut.end()
     return spans
+
+
+def _ends_sentence(text: str, cut: re.Match[str]) -> bool:
+    if "\n" in cut.group():
+        return True
+    following = text[cut.end() : cut.end() + 1]
+    return not (following.islower() or _NOT_AN_END.search(text, max(0, cut.start() - 12), cut.start()))
 
 
 def sentence_around(text: str, span: Span, max_chars: int = 400) -> Span:

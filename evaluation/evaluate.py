@@ -32,6 +32,7 @@ from retrieval.index import Hit, IndexReader
 from retrieval.qa import read_qa_file
 from retrieval.search import search_many
 from serving.adapters import RUNTIME_LORA_NEEDS, AdapterError, adapter_path, load_adapter, served_models, unload_adapter
+from serving.grounding import Grounder
 from serving.vllm_process import VLLMServer, for_versions, free_port
 from training.base_model import BaseModel, resolve_base_model
 from training.dataset_folder import check_dataset, dataset_hash, latest_dataset
@@ -80,7 +81,7 @@ def evaluate(
 
     began = time.perf_counter()
     base = _base_for(cfg, list(versions.values()))
-    rows = _ask(cfg, jobs, base, versions, sampling, "evaluating", progress)
+    rows = _ask(cfg, jobs, base, versions, sampling, _grounder(cfg, embedder), "evaluating", progress)
     by_setting, sweep = summarize_rows(rows, e.k)
     results = {
         "settings": by_setting,
@@ -90,6 +91,7 @@ def evaluate(
         "dataset": {**source, "n": len(questions)},
         "sampling": asdict(sampling),
         "grounding": cfg.generation.grounding,
+        "quote_candidates": cfg.generation.quote_candidates,
         "seconds": round(time.perf_counter() - began, 1),
     }
     recall = results["retrieval"].get("recall_by_k", {})
@@ -123,7 +125,7 @@ def gate(
         versions[production] = get_version(folder, production)
         jobs += plan_jobs(questions, hits, ["raft_rag"], Models(tuned=production), [e.k])
     base = _base_for(cfg, list(versions.values()))
-    rows = _ask(cfg, jobs, base, versions, Sampling(max_tokens=e.max_tokens), "gate", progress)
+    rows = _ask(cfg, jobs, base, versions, Sampling(max_tokens=e.max_tokens), _grounder(cfg, embedder), "gate", progress)
     mine = [r for r in rows if r["model"] == version.name]
     theirs = [r for r in rows if r["model"] != version.name]
     candidate_scores = summarize_rows(mine, e.k)[0]["raft_rag"]
@@ -194,8 +196,14 @@ def _base_for(cfg: RaftConfig, versions: list[Version]) -> BaseModel:
     return base
 
 
+def _grounder(cfg: RaftConfig, embedder: Embedder) -> Grounder:
+    """The grounding the gateway would apply, with the same embedding model ranking quote candidates."""
+    return Grounder(cfg.generation.grounding, cfg.generation.quote_candidates, embedder.encode)
+
+
 def _ask(
-    cfg: RaftConfig, jobs: list[Job], base: BaseModel, versions: dict[str, Version], sampling: Sampling, desc: str, progress: bool
+    cfg: RaftConfig, jobs: list[Job], base: BaseModel, versions: dict[str, Version], sampling: Sampling, grounder: Grounder,
+    desc: str, progress: bool,
 ) -> list[dict[str, Any]]:
     """Ask every job; rows in job order.
 
@@ -216,7 +224,7 @@ def _ask(
     with tqdm(total=len(jobs), desc=desc, unit="answer", disable=not progress) as bar:
         for server, group in servers:
             with server as url:
-                asked = run_jobs(group, url, sampling, cfg.evaluation.concurrency, cfg.generation.grounding, on_done=bar.update)
+                asked = run_jobs(group, url, sampling, cfg.evaluation.concurrency, grounder, on_done=bar.update)
                 for job, row in zip(group, asked):
                     rows[id(job)] = row
     return [rows[id(job)] for job in jobs]

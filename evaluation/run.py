@@ -17,19 +17,19 @@ from evaluation.metrics import AnswerScore, score_output, summarize
 from evaluation.plan import SETTINGS, SWEPT_SETTINGS, Job
 from evaluation.questions import EvalQuestion
 from retrieval.index import Hit
-from serving.grounding import Grounding, request_fields
+from serving.grounding import Grounder
 
 
 def run_jobs(
-    jobs: Sequence[Job], base_url: str, sampling: Sampling, concurrency: int, grounding: Grounding = "constrained",
+    jobs: Sequence[Job], base_url: str, sampling: Sampling, concurrency: int, grounder: Grounder,
     on_done: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
-    """Ask the server every job (`concurrency` at a time) with `grounding`, as the gateway asks;
+    """Ask the server every job (`concurrency` at a time) grounded by `grounder`, as the gateway asks;
     one scored row per job, in job order."""
 
     def ask(job: Job) -> dict[str, Any]:
         messages = build_messages(job.question.question, job.docs)
-        done = complete(client, job.model, messages, sampling, request_fields(job.docs, grounding) or None)
+        done = complete(client, job.model, messages, sampling, grounder.request_fields(job.question.question, job.docs) or None)
         on_done()
         return _row(job, done, score_output(done.text, job.question.references, job.docs))
 

@@ -85,8 +85,9 @@ def start_stack(cfg: RaftConfig, vllm_log: Path | None = None) -> Stack:
         server.start()
         engine = Engine(server.url, version.name if version else None, timeout_s=s.upstream_timeout_s)
     store = open_index(cfg)
-    retrieve = make_retriever(store, make_embedder(cfg))
-    app = create_app(GatewaySettings(cfg.serving, cfg.generation, cfg.vllm), engine, retrieve)
+    embedder = make_embedder(cfg)
+    retrieve = make_retriever(store, embedder)
+    app = create_app(GatewaySettings(cfg.serving, cfg.generation, cfg.vllm), engine, retrieve, embedder.encode)
     stack = Stack(cfg, server, engine, app, retrieve, store, base_path, threading.Event())
     if server is not None:
         threading.Thread(target=_supervise, args=(stack, folder), name="vllm-supervisor", daemon=True).start()

@@ -25,7 +25,7 @@ from contracts.prompt import ANSWER_PREFIX, ContextDoc, ParsedOutput, build_mess
 from contracts.settings import GenerationConfig, ServingConfig, VLLMConfig
 from serving.citations import SourceDoc, cite
 from serving.engine import Engine
-from serving.grounding import Grounding, answer_grounded, request_fields
+from serving.grounding import Embed, Grounder, Grounding, answer_grounded
 from serving.protocol import ApiError, ChatRequest, ChunkWriter, completion
 
 Retriever = Callable[[str, int, Sequence[str]], list[SourceDoc]]  # question, k, groups -> context
@@ -69,19 +69,22 @@ class Prepared:
     messages: list[dict[str, str]]
     sampling: Sampling
     grounding: Grounding
+    extra: dict[str, Any]  # the grounding's structured-output fields ({}: none)
     began: float
 
     def request(self) -> dict[str, Any]:
         """The fields of the chat request to vLLM."""
-        extra = request_fields([s.doc for s in self.context], self.grounding)
-        return {"model": self.served, "messages": self.messages, **self.sampling.request_fields(), "extra_body": extra or None}
+        return {"model": self.served, "messages": self.messages, **self.sampling.request_fields(), "extra_body": self.extra or None}
 
 
 class RagChatService:
     """Answers chat requests from retrieved (or caller-given) documents through vLLM."""
 
-    def __init__(self, settings: GatewaySettings, engine: Engine, retrieve: Retriever, client: openai.AsyncOpenAI, metrics: Metrics):
+    def __init__(
+        self, settings: GatewaySettings, engine: Engine, retrieve: Retriever, embed: Embed, client: openai.AsyncOpenAI, metrics: Metrics
+    ):
         self.settings, self.engine, self.retrieve, self.client, self.metrics = settings, engine, retrieve, client, metrics
+        self.grounder = Grounder(settings.generation.grounding, settings.generation.quote_candidates, embed)
         self.max_model_len = settings.vllm.max_model_len
 
     async def prepare(self, body: ChatRequest, groups: tuple[str, ...]) -> Prepared:
@@ -102,7 +105,9 @@ class RagChatService:
         self.metrics.retrieval.observe(time.perf_counter() - t)
         context, messages = await self._fit(served, question, context, max_tokens, own)
         sampling = Sampling(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed or 0)
-        return Prepared(body, served, context, messages, sampling, body.raft.grounding or self.settings.generation.grounding, began)
+        grounder = self.grounder.with_grounding(body.raft.grounding)
+        extra = await run_in_threadpool(grounder.request_fields, question, [s.doc for s in context])  # embeds: off the event loop
+        return Prepared(body, served, context, messages, sampling, grounder.grounding, extra, began)
 
     async def complete(self, p: Prepared) -> dict[str, Any]:
         """The whole answer as one chat.completion body with citations."""

@@ -34,19 +34,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from contracts.generation import async_model_client
 from serving.chat_service import GatewaySettings, Metrics, RagChatService, Retriever
 from serving.engine import Engine
+from serving.grounding import Embed
 from serving.protocol import ApiError, ChatRequest, parse_chat_request
 
 CHAT_PATH = "/v1/chat/completions"
 log = logging.getLogger("raft.gateway")
 
 
-def create_app(settings: GatewaySettings, engine: Engine, retrieve: Retriever, http_client: httpx.AsyncClient | None = None) -> FastAPI:
-    """The gateway app over a running vLLM (`engine`) and a retriever; `http_client` carries the
-    calls to vLLM (tests pass one with a fake vLLM behind it)."""
+def create_app(
+    settings: GatewaySettings, engine: Engine, retrieve: Retriever, embed: Embed, http_client: httpx.AsyncClient | None = None
+) -> FastAPI:
+    """The gateway app over a running vLLM (`engine`), a retriever and the embedding model that ranks
+    quote candidates (`embed`); `http_client` carries the calls to vLLM (tests pass one with a fake
+    vLLM behind it)."""
     app = FastAPI(title="raft gateway", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = Metrics()
     client = async_model_client(engine.url, settings.serving.upstream_timeout_s, http_client)
-    service = RagChatService(settings, engine, retrieve, client, metrics)
+    service = RagChatService(settings, engine, retrieve, embed, client, metrics)
     app.state.metrics, app.state.service = metrics, service
     slots = asyncio.Semaphore(settings.serving.max_concurrency)
 

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from contracts.prompt import ANSWER_PREFIX, parse_user_message, quote
-from contracts.settings import ChunkingConfig, EmbeddingConfig, QdrantConfig, ServingConfig, VLLMConfig
+from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, parse_user_message, quote
+from contracts.settings import ChunkingConfig, EmbeddingConfig, GenerationConfig, QdrantConfig, ServingConfig, VLLMConfig
 from contracts.textmatch import sentences
 from flows.serve import make_retriever
 from retrieval.store import open_store
@@ -33,6 +33,7 @@ from retrieval.sync import sync_corpus
 from serving.chat_service import GatewaySettings
 from serving.engine import Engine
 from serving.gateway import create_app
+from serving.grounding import closest_sentences, escape, quotable
 from serving.vllm_process import free_port
 from tests.conftest import KB_JSONL, PUMP_MD, SALARIES_MD, VALVE_MD, write
 
@@ -40,10 +41,12 @@ KEYS = {"public-key": (), "hr-key": ("hr",)}
 PUBLIC = {"Authorization": "Bearer public-key"}
 SECRET = "61000"  # in the hr-only salary document
 WINDOW = 1024
+CANDIDATES = 2  # generation.quote_candidates: sentences a quote may choose from
 
 
 class FakeVLLM:
-    """vLLM's chat, streaming and /tokenize endpoints, scripted: quotes every document it is given."""
+    """vLLM's chat, streaming and /tokenize endpoints, scripted: quotes every sentence of its documents
+    that the request's grounding regex admits (all of them when free), and answers from its first quote."""
 
     def __init__(self) -> None:
         self.down = False
@@ -64,8 +67,8 @@ class FakeVLLM:
             return httpx.Response(200, json={"count": int(size * self.tokens_per_byte) + 20, "max_model_len": WINDOW, "tokens": []})
         if not 0 <= body.get("seed", 0) < 2**63:
             return httpx.Response(400, json={"error": {"message": "internal: seed out of int64 range", "type": "BadRequestError"}})
-        pieces = self._answer(body["messages"][-1]["content"])
         regex = (body.get("structured_outputs") or {}).get("regex")
+        pieces = self._answer(body["messages"][-1]["content"], regex)
         if regex is not None and not re.fullmatch(regex, "".join(pieces)):
             return httpx.Response(500, json={"error": {"message": "the fake's output broke the grammar"}})
         if not body.get("stream"):
@@ -78,11 +81,16 @@ class FakeVLLM:
             })
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=self._events(body["model"], pieces))
 
-    def _answer(self, user: str) -> list[str]:
+    def _answer(self, user: str, regex: str | None) -> list[str]:
         docs, _ = parse_user_message(user)
-        reasoning = [f"Document {n} says " + " ".join(quote(d.text[s.start:s.end]) for s in sentences(d.text)) + ". "
-                     for n, d in enumerate(docs, 1)]
-        answer = [w for w in docs[0].text.split() if not set(w) & set("#<")][:4] if docs else ["I", "don't", "know"]
+        admitted = None if regex is None else quote_alternatives(regex)
+        reasoning, quoted = [], []
+        for n, d in enumerate(docs, 1):
+            texts = [d.text[s.start : s.end] for s in sentences(d.text)]
+            quoted += [t for t in texts if admitted is None or escape(t) in admitted]
+            reasoning.append(f"Document {n} says " + " ".join(quote(t) for t in texts if admitted is None or escape(t) in admitted) + ". ")
+        # The answer: the first words of its first quote (so it is grounded in what it quoted).
+        answer = [w for w in quoted[0].split() if not set(w) & set("#<")][:4] if quoted else ["I", "don't", "know"]
         return reasoning + [f"\n{ANSWER_PREFIX}"] + [f" {w}" for w in answer]
 
     async def _events(self, model: str, pieces: list[str]):
@@ -92,6 +100,12 @@ class FakeVLLM:
             delta = {"index": 0, "delta": {"content": piece}, "finish_reason": "stop" if n == len(pieces) - 1 else None}
             yield f"data: {json.dumps({'id': 'x', 'object': 'chat.completion.chunk', 'created': 0, 'model': model, 'choices': [delta]})}\n\n".encode()
         yield b"data: [DONE]\n\n"
+
+
+def quote_alternatives(regex: str) -> set[str]:
+    """The escaped sentences a grounding regex lets a quote be."""
+    inner = regex.split(f"{BEGIN_QUOTE}(?:", 1)[1].rsplit(f"){END_QUOTE}", 1)[0]
+    return set(re.split(r"(?<!\\)\|", inner))
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +120,8 @@ def gateway(embedder, tmp_path_factory):
     sync_corpus(store, embedder, root, IndexSettings(EmbeddingConfig(model=embedder.name), ChunkingConfig(size=64, overlap=8, min_size=8)))
     fake = FakeVLLM()
     serving = ServingConfig(api_keys=KEYS, max_concurrency=2, max_message_chars=500, max_documents=20, default_max_tokens=64, upstream_timeout_s=10)
-    settings = GatewaySettings(serving, vllm=VLLMConfig(max_model_len=WINDOW))
-    app = create_app(settings, Engine("http://vllm.test/v1", None), make_retriever(store, embedder),
+    settings = GatewaySettings(serving, GenerationConfig(quote_candidates=CANDIDATES), VLLMConfig(max_model_len=WINDOW))
+    app = create_app(settings, Engine("http://vllm.test/v1", None), make_retriever(store, embedder), embedder.encode,
                      httpx.AsyncClient(transport=httpx.MockTransport(fake)))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -162,12 +176,18 @@ def test_an_answer_cites_what_the_model_quoted_and_public_callers_never_see_hr_t
     assert SECRET in hr.text, "the hr key sees the hr document (so the public check above can fail)"
 
 
-def test_grounding_is_asked_of_vllm_unless_the_request_says_free(gateway, fake):
+def test_grounding_is_asked_of_vllm_unless_the_request_says_free(gateway, fake, embedder):
     url, _ = gateway
     body = ask(url, question("How fast does the V10 close?")).json()
     sent = [r for r in fake.requests if r["path"] == "/v1/chat/completions"][-1]
-    assert "regex" in sent["structured_outputs"] and body["raft"]["grounding"] == "constrained"
+    assert body["raft"]["grounding"] == "constrained"
     assert body["raft"]["grounded"] is True and all(c["verbatim"] for c in body["citations"])
+    # The quote may be only one of the CANDIDATES context sentences closest to the question.
+    context, _ = parse_user_message(sent["messages"][-1]["content"])
+    assert len(quotable(context)) > CANDIDATES
+    assert quote_alternatives(sent["structured_outputs"]["regex"]) == {escape(s) for s in closest_sentences(
+        "How fast does the V10 close?", quotable(context), CANDIDATES, embedder.encode)}
+    assert escape("The V10 ball valve closes in 1.2 seconds and is rated for 16 bar.") in quote_alternatives(sent["structured_outputs"]["regex"])
     body = ask(url, question("How fast does the V10 close?", raft={"grounding": "free"})).json()
     sent = [r for r in fake.requests if r["path"] == "/v1/chat/completions"][-1]
     assert "structured_outputs" not in sent and body["raft"]["grounding"] == "free"

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from contracts.prompt import ContextDoc, parse_output
-from serving.grounding import answer_grounded, escape, output_regex, quotable, request_fields
+from serving.grounding import Grounder, answer_grounded, closest_sentences, escape, output_regex, quotable
 
 DOCS = [
     ContextDoc("The PC-220 takes at most 16 bar (232 psi). Its housing is IP65.\nSee [1] for *details*?", "PC-220", "pc-220.md"),
@@ -40,13 +40,29 @@ def test_only_metacharacters_are_escaped():
     ("<ANSWER>: 16 bar\n<ANSWER>: 18 bar", False),  # one answer line
 ])
 def test_the_regex_admits_verbatim_sentences_only(output, ok):
-    assert bool(re.fullmatch(output_regex(DOCS), output)) is ok
+    assert bool(re.fullmatch(output_regex(quotable(DOCS)), output)) is ok
 
 
 def test_request_fields_constrain_only_when_asked_and_there_is_something_to_quote():
-    assert request_fields(DOCS, "constrained") == {"structured_outputs": {"regex": output_regex(DOCS)}}
-    assert request_fields(DOCS, "free") == {}
-    assert request_fields([], "constrained") == {}
+    assert Grounder("constrained").request_fields("q", DOCS) == {"structured_outputs": {"regex": output_regex(quotable(DOCS))}}
+    assert Grounder("free").request_fields("q", DOCS) == {}
+    assert Grounder("constrained").request_fields("q", []) == {}
+    assert Grounder("constrained").with_grounding("free").request_fields("q", DOCS) == {}
+    assert Grounder("free").with_grounding(None).grounding == "free"
+
+
+def test_quote_candidates_are_the_sentences_closest_to_the_question(embedder):
+    question = "How long is the LS-12 cable?"
+    grounder = Grounder("constrained", 2, embedder.encode)
+    two = grounder.quotable(question, DOCS)
+    assert len(two) == 2 and "The LS-12 cable is 12 m long." in two
+    assert two == closest_sentences(question, quotable(DOCS), 2, embedder.encode)
+    regex = grounder.request_fields(question, DOCS)["structured_outputs"]["regex"]
+    assert re.fullmatch(regex, "##begin_quote##The LS-12 cable is 12 m long.##end_quote##\n<ANSWER>: 12 m")
+    assert not re.fullmatch(regex, "##begin_quote##Its housing is IP65.##end_quote##\n<ANSWER>: IP65")  # not a candidate
+    assert Grounder("constrained", 50, embedder.encode).quotable(question, DOCS) == quotable(DOCS)  # fewer sentences than N: all
+    with pytest.raises(ValueError, match="embed"):
+        Grounder("constrained", 3)
 
 
 def test_the_answer_is_checked_against_the_quotes():
@@ -62,7 +78,7 @@ def test_xgrammar_enforces_the_regex_over_the_real_tokenizer(base_model):
 
     tokenizer = AutoTokenizer.from_pretrained(base_model.path)
     info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=len(tokenizer))
-    grammar = xgr.GrammarCompiler(info).compile_regex(output_regex(DOCS))
+    grammar = xgr.GrammarCompiler(info).compile_regex(output_regex(quotable(DOCS)))
 
     def accepts(text: str) -> bool:
         matcher = xgr.GrammarMatcher(grammar)

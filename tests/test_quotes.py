@@ -29,6 +29,17 @@ def test_sentences_split_on_terminators_and_lines():
     ]
 
 
+def test_sentences_do_not_end_at_initials_abbreviations_or_before_lower_case():
+    text = "In 1973, Nixon named William E. Simon. U.S. troops left, e.g. the 3rd unit. Dr. Lee agreed. It is 24 V DC. Next."
+    assert [text[s.start : s.end] for s in sentences(text)] == [
+        "In 1973, Nixon named William E. Simon.",
+        "U.S. troops left, e.g. the 3rd unit.",
+        "Dr. Lee agreed.",
+        "It is 24 V DC.",
+        "Next.",
+    ]
+
+
 def test_sentence_around_is_cut_at_word_edges_when_too_long():
     text = "word " * 200 + "the answer is 42 units " + "word " * 200
     span = find_span("42 units", text)
