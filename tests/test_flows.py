@@ -341,8 +341,9 @@ def test_deploy_flows_registers_schedules_on_a_real_prefect_server(tmp_path):
         assert deployments["raft-pipeline"]["schedules"][0]["schedule"]["cron"] == "0 3 * * 0"
         for d in deployments.values():  # one run at a time, later ones queue
             assert d["global_concurrency_limit"]["limit"] == 1 and d["concurrency_options"]["collision_strategy"] == "ENQUEUE"
-        automations = httpx.post(f"{api}/automations/filter", json={}).json()
-        assert any("raft.retrain.due" in a["trigger"].get("expect", []) for a in automations)
+        # Prefect creates a deployment's trigger (an automation) after the deployment itself.
+        _wait(lambda: any("raft.retrain.due" in a["trigger"].get("expect", [])
+                          for a in httpx.post(f"{api}/automations/filter", json={}).json()), 60, "the raft.retrain.due trigger")
         _wait(lambda: httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}).json(),
               60, "scheduled runs")
         status = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--json", *args[1:]], env=env, cwd=REPO,
