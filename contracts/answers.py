@@ -5,10 +5,16 @@ grounded answers with the same definitions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from contracts.prompt import UNKNOWN_ANSWER, ContextDoc
 from contracts.textmatch import normalize_answer
+
+# Containment compares words: any punctuation mark, ASCII or not, separates two ("Empire[1]",
+# "“Resign.”"), where SQuAD's normal form (kept for EM and F1) deletes ASCII marks only and so
+# glues "Empire[citation" into one word and leaves curly quotes on it.
+_MARKS = re.compile(r"[^\w\s]|_")
 
 
 def quote_is_verbatim(quote: str, docs: Sequence[ContextDoc]) -> bool:
@@ -26,9 +32,14 @@ _ABSTENTIONS = {normalize_answer(UNKNOWN_ANSWER), normalize_answer("I do not kno
 
 
 def contains_answer(text: str, answer: str) -> bool:
-    """Whether `answer` occurs in `text` on word boundaries, both normalised as SQuAD does."""
-    needle = normalize_answer(answer)
-    return bool(needle) and f" {needle} " in f" {normalize_answer(text)} "
+    """Whether `answer` occurs in `text` on word boundaries: the same words in the same order,
+    normalised as SQuAD does, with every punctuation mark a word boundary."""
+    needle = _words(answer)
+    return bool(needle) and f" {needle} " in f" {_words(text)} "
+
+
+def _words(text: str) -> str:
+    return normalize_answer(_MARKS.sub(" ", text))
 
 
 def answer_in_quotes(answer: str, quotes: Sequence[str]) -> bool:

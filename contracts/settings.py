@@ -133,7 +133,7 @@ class TrainingConfig(_Section):
     max_steps: int | None = Field(None, ge=1, description="wins over epochs when set")
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
-    max_seq_len: int = Field(1024, ge=64, description="longer examples lose distractor text, never the answer")
+    max_seq_len: int = Field(1536, ge=64, description="longer examples lose distractor text, never the answer")
     eval_every: int = Field(0, ge=0, description="steps between eval-loss checks; 0: at the end only")
     save_every: int = Field(10, ge=0, description="steps between checkpoints; 0: none")
     seed: int = 0
@@ -208,6 +208,10 @@ class GenerationConfig(_Section):
     quote_candidates: int = Field(
         1, ge=0, description="constrained: a quote may be only one of this many context sentences, the closest to the question "
         "by the embedding model; 0: any sentence of the context",
+    )
+    answer: Literal["free", "span"] = Field(
+        "free", description="constrained: free: the answer is any one line, checked against the quotes afterwards; span: "
+        "consecutive words of the one sentence quoted (or \"I don't know\" without a quote)",
     )
 
 

@@ -81,7 +81,7 @@ def evaluate(
 
     began = time.perf_counter()
     base = _base_for(cfg, list(versions.values()))
-    rows = _ask(cfg, jobs, base, versions, sampling, _grounder(cfg, embedder), "evaluating", progress)
+    rows = _ask(cfg, jobs, base, versions, sampling, Grounder.from_config(cfg.generation, embedder.encode), "evaluating", progress)
     by_setting, sweep = summarize_rows(rows, e.k)
     results = {
         "settings": by_setting,
@@ -92,6 +92,7 @@ def evaluate(
         "sampling": asdict(sampling),
         "grounding": cfg.generation.grounding,
         "quote_candidates": cfg.generation.quote_candidates,
+        "answer": cfg.generation.answer,
         "seconds": round(time.perf_counter() - began, 1),
     }
     recall = results["retrieval"].get("recall_by_k", {})
@@ -125,7 +126,7 @@ def gate(
         versions[production] = get_version(folder, production)
         jobs += plan_jobs(questions, hits, ["raft_rag"], Models(tuned=production), [e.k])
     base = _base_for(cfg, list(versions.values()))
-    rows = _ask(cfg, jobs, base, versions, Sampling(max_tokens=e.max_tokens), _grounder(cfg, embedder), "gate", progress)
+    rows = _ask(cfg, jobs, base, versions, Sampling(max_tokens=e.max_tokens), Grounder.from_config(cfg.generation, embedder.encode), "gate", progress)
     mine = [r for r in rows if r["model"] == version.name]
     theirs = [r for r in rows if r["model"] != version.name]
     candidate_scores = summarize_rows(mine, e.k)[0]["raft_rag"]
@@ -194,11 +195,6 @@ def _base_for(cfg: RaftConfig, versions: list[Version]) -> BaseModel:
                 f"but training.base_model is {base.name!r} ({base.sha256[:12]}): set training.base_model to the version's base"
             )
     return base
-
-
-def _grounder(cfg: RaftConfig, embedder: Embedder) -> Grounder:
-    """The grounding the gateway would apply, with the same embedding model ranking quote candidates."""
-    return Grounder(cfg.generation.grounding, cfg.generation.quote_candidates, embedder.encode)
 
 
 def _ask(

@@ -84,7 +84,7 @@ class RagChatService:
         self, settings: GatewaySettings, engine: Engine, retrieve: Retriever, embed: Embed, client: openai.AsyncOpenAI, metrics: Metrics
     ):
         self.settings, self.engine, self.retrieve, self.client, self.metrics = settings, engine, retrieve, client, metrics
-        self.grounder = Grounder(settings.generation.grounding, settings.generation.quote_candidates, embed)
+        self.grounder = Grounder.from_config(settings.generation, embed)
         self.max_model_len = settings.vllm.max_model_len
 
     async def prepare(self, body: ChatRequest, groups: tuple[str, ...]) -> Prepared:

