@@ -201,15 +201,19 @@ class RetrainConfig(_Section):
     cooldown_s: float = Field(3600, ge=0, description="and the last retrain started at least this long ago")
 
 
+Grounding = Literal["constrained", "free"]  # how quotes are decoded (serving/grounding.py)
+AnswerForm = Literal["free", "span"]  # what a constrained answer line may be
+
+
 class GenerationConfig(_Section):
-    grounding: Literal["constrained", "free"] = Field(
+    grounding: Grounding = Field(
         "constrained", description="constrained: quotes can only be verbatim sentences of the prompt's documents (vLLM structured outputs)"
     )
     quote_candidates: int = Field(
         1, ge=0, description="constrained: a quote may be only one of this many context sentences, the closest to the question "
         "by the embedding model; 0: any sentence of the context",
     )
-    answer: Literal["free", "span"] = Field(
+    answer: AnswerForm = Field(
         "free", description="constrained: free: the answer is any one line, checked against the quotes afterwards; span: "
         "consecutive words of the one sentence quoted (or \"I don't know\" without a quote)",
     )

@@ -31,18 +31,14 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from contracts.answers import answer_in_quotes, is_abstention
 from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, UNKNOWN_ANSWER, ContextDoc, ParsedOutput
-from contracts.settings import GenerationConfig
+from contracts.settings import AnswerForm, GenerationConfig, Grounding
 from contracts.textmatch import sentences
 
-Grounding = Literal["constrained", "free"]
-GROUNDINGS: tuple[Grounding, ...] = ("constrained", "free")
-AnswerForm = Literal["span", "free"]
 Embed = Callable[[list[str]], np.ndarray]  # texts -> unit-length vectors, one row per text
 
 # The units an answer span starts and ends on: words, and each punctuation mark on its own (so
