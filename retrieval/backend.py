@@ -10,7 +10,6 @@ gives the same chunks on either.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -26,6 +25,11 @@ DENSE, SPARSE = "dense", "bm25"  # the vector names of a chunk
 # (Qdrant's default is 2) lets one ranking's first place outweigh agreement.
 FUSION_CANDIDATES = 40
 RRF_K = 60
+# A search result before its payload is read: (chunk id, score). Searches rank ids and scores
+# alone and read the payload of the top k only: turning 80 payloads into Python objects per
+# hybrid search, under the interpreter lock, was a third of its time and kept searches from
+# running in parallel.
+Scored = tuple[str, float]
 # Payload fields the sync reads back to decide what changed (retrieval/sync.py), and those a hit needs.
 STATE_FIELDS = ["doc_id", "source", "file_hash", "version_hash", "content_hash", "index_sig", "n_chunks", "access"]
 HIT_FIELDS = ["text", "doc_id", "source", "title", "headings", "start", "end", "access"]
@@ -50,9 +54,9 @@ def fusion_depth(k: int) -> int:
     return max(FUSION_CANDIDATES, 2 * k)
 
 
-def fuse(dense: list[Hit], sparse: list[Hit], k: int) -> list[Hit]:
-    """The top `k` of the embedding's and BM25's rankings fused by reciprocal rank: score = sum of
-    1 / (RRF_K + rank) over the rankings a chunk is in.
+def fuse(dense: list[Scored], sparse: list[Scored], k: int) -> list[Scored]:
+    """The top `k` of the embedding's and BM25's rankings, as (chunk id, score), fused by reciprocal
+    rank: score = sum of 1 / (RRF_K + rank) over the rankings a chunk is in.
 
     Fused scores tie often (first place in one ranking alone scores as much as in the other);
     ties go to BM25's order, then the embedding's, then the chunk id. Measured (recall@1, sample
@@ -62,19 +66,24 @@ def fuse(dense: list[Hit], sparse: list[Hit], k: int) -> list[Hit]:
     every call."""
     score: dict[str, float] = {}
     ranks: dict[str, list[int]] = {}  # chunk id -> [rank by BM25, rank by embedding]; absent: after the last
-    by_id: dict[str, Hit] = {}
-    for slot, hits in ((1, dense), (0, sparse)):
-        for rank, h in enumerate(hits, start=1):
-            score[h.chunk_id] = score.get(h.chunk_id, 0.0) + 1 / (RRF_K + rank)
-            ranks.setdefault(h.chunk_id, [len(sparse) + 1, len(dense) + 1])[slot] = rank
-            by_id.setdefault(h.chunk_id, h)
+    for slot, ranking in ((1, dense), (0, sparse)):
+        for rank, (chunk_id, _) in enumerate(ranking, start=1):
+            score[chunk_id] = score.get(chunk_id, 0.0) + 1 / (RRF_K + rank)
+            ranks.setdefault(chunk_id, [len(sparse) + 1, len(dense) + 1])[slot] = rank
     order = sorted(score, key=lambda c: (-score[c], ranks[c], c))[:k]
-    return [dataclasses.replace(by_id[c], score=score[c]) for c in order]
+    return [(c, score[c]) for c in order]
 
 
-def ranked(hits: Iterable[Hit], k: int) -> list[Hit]:
-    """The top `k` by score, ties broken by chunk id (the same list on every engine)."""
-    return sorted(hits, key=lambda h: (-h.score, h.chunk_id))[:k]
+def ranked(scored: Iterable[Scored], k: int) -> list[Scored]:
+    """The top `k` (chunk id, score) pairs by score, ties broken by chunk id (the same list on every engine)."""
+    return sorted(scored, key=lambda s: (-s[1], s[0]))[:k]
+
+
+def hits_in_order(top: list[Scored], payloads: Iterable[tuple[Any, dict[str, Any] | None]]) -> list[Hit]:
+    """Hits for the ranked `top` from (point id, payload) pairs in any order; a chunk whose payload is
+    missing (deleted since the search) is left out."""
+    by_id = {str(point_id): payload for point_id, payload in payloads}
+    return [hit(chunk_id, score, by_id[chunk_id]) for chunk_id, score in top if chunk_id in by_id]
 
 
 def visible_labels(groups: Iterable[str]) -> list[str]:

@@ -169,13 +169,15 @@ class EdgeStore:
         terms = query_vector(question)
         hybrid = self.mode == "hybrid" and bool(terms.indices)
         depth = fusion_depth(k) if hybrid else k
-        requests = [qe.QueryRequest(limit=depth, query=qe.Query.Nearest(vector.tolist(), using=DENSE), filter=allowed, with_payload=True)]
+        requests = [qe.QueryRequest(limit=depth, query=qe.Query.Nearest(vector.tolist(), using=DENSE), filter=allowed, with_payload=False)]
         if hybrid:
-            requests.append(qe.QueryRequest(limit=depth, query=qe.Query.Nearest(_sparse(terms), using=SPARSE), filter=allowed, with_payload=True))
+            requests.append(qe.QueryRequest(limit=depth, query=qe.Query.Nearest(_sparse(terms), using=SPARSE), filter=allowed, with_payload=False))
         with self._live() as shard:
             found = _call(shard.query_batch, qe.QueryBatchRequest(requests))
-        rankings = [[backend.hit(p.id, p.score, p.payload) for p in points] for points in found]
-        return backend.fuse(*rankings, k) if hybrid else backend.ranked(rankings[0], k)
+            rankings = [[(str(p.id), p.score) for p in points] for points in found]
+            top = backend.fuse(*rankings, k) if hybrid else backend.ranked(rankings[0], k)
+            records = _call(shard.retrieve, [chunk_id for chunk_id, _ in top], with_payload=backend.HIT_FIELDS, with_vector=False)
+        return backend.hits_in_order(top, ((r.id, r.payload) for r in records))
 
     def chunks(self, groups: Iterable[str] = (), doc_ids: Iterable[str] | None = None) -> list[Hit]:
         """Every chunk of the live version that `groups` may see (optionally of `doc_ids` only), score 0."""

@@ -195,12 +195,14 @@ class ChunkStore:
         terms = query_vector(question)
         hybrid = named and self.mode == "hybrid" and bool(terms.indices)
         depth = fusion_depth(k) if hybrid else k
-        requests = [models.QueryRequest(query=vector.tolist(), using=DENSE if named else None, filter=allowed, limit=depth, with_payload=True)]
+        requests = [models.QueryRequest(query=vector.tolist(), using=DENSE if named else None, filter=allowed, limit=depth, with_payload=False)]
         if hybrid:
-            requests.append(models.QueryRequest(query=_sparse(terms), using=SPARSE, filter=allowed, limit=depth, with_payload=True))
+            requests.append(models.QueryRequest(query=_sparse(terms), using=SPARSE, filter=allowed, limit=depth, with_payload=False))
         found = self.client.query_batch_points(self.alias, requests=requests)
-        rankings = [[_hit(point) for point in response.points] for response in found]
-        return backend.fuse(*rankings, k) if hybrid else backend.ranked(rankings[0], k)
+        rankings = [[(str(point.id), point.score) for point in response.points] for response in found]
+        top = backend.fuse(*rankings, k) if hybrid else backend.ranked(rankings[0], k)
+        records = self.client.retrieve(self.alias, ids=[chunk_id for chunk_id, _ in top], with_payload=backend.HIT_FIELDS, with_vectors=False)
+        return backend.hits_in_order(top, ((r.id, r.payload) for r in records))
 
     def chunks(self, groups: Iterable[str] = (), doc_ids: Iterable[str] | None = None) -> list[Hit]:
         """Every chunk behind the alias that `groups` may see (optionally of `doc_ids` only), score 0."""

@@ -9,9 +9,8 @@ from qdrant_client import models
 
 from contracts.settings import QdrantConfig
 from retrieval import sync as sync_module
-from retrieval.backend import DENSE, RRF_K, SPARSE, fuse
+from retrieval.backend import DENSE, RRF_K, SPARSE, fuse, hits_in_order
 from retrieval.edge_store import EdgeStore
-from retrieval.index import Hit
 from retrieval.search import search
 from retrieval.sparse import K1, B, average_terms, document_vector, query_vector, terms
 from retrieval.store import ChunkStore, open_store
@@ -54,15 +53,21 @@ def top_by_one_vector(store, name: str, query, k: int) -> list[tuple[str, float,
 
 
 def test_fusion_adds_reciprocal_ranks_and_gives_ties_to_bm25s_order():
-    def hits(*ids):
-        return [Hit(i, 0.5, "d", "d.md", "", i, [], 0, 0, ["public"]) for i in ids]
+    def ranking(*ids):
+        return [(i, 0.5) for i in ids]
 
-    fused = fuse(hits("a", "b", "c"), hits("c", "z", "a"), 4)  # embedding's ranking, BM25's ranking
-    assert [h.chunk_id for h in fused] == ["c", "a", "z", "b"]
-    assert fused[0].score == pytest.approx(1 / (RRF_K + 1) + 1 / (RRF_K + 3)) == fused[1].score  # a tie: c is first by BM25
-    assert fused[2].score == pytest.approx(1 / (RRF_K + 2)) == fused[3].score  # z (BM25 2nd) before b (embedding 2nd)
-    assert [h.chunk_id for h in fuse(hits("q", "p"), hits("p", "q"), 2)] == ["p", "q"]
-    assert [h.chunk_id for h in fuse(hits("x", "y"), [], 3)] == ["x", "y"]
+    fused = fuse(ranking("a", "b", "c"), ranking("c", "z", "a"), 4)  # embedding's ranking, BM25's ranking
+    assert [c for c, _ in fused] == ["c", "a", "z", "b"]
+    assert fused[0][1] == pytest.approx(1 / (RRF_K + 1) + 1 / (RRF_K + 3)) == fused[1][1]  # a tie: c is first by BM25
+    assert fused[2][1] == pytest.approx(1 / (RRF_K + 2)) == fused[3][1]  # z (BM25 2nd) before b (embedding 2nd)
+    assert [c for c, _ in fuse(ranking("q", "p"), ranking("p", "q"), 2)] == ["p", "q"]
+    assert [c for c, _ in fuse(ranking("x", "y"), [], 3)] == ["x", "y"]
+
+
+def test_hits_keep_the_ranked_order_whatever_order_payloads_come_in():
+    payload = {"doc_id": "d", "source": "d.md", "title": "", "text": "t", "start": 0, "end": 1}
+    found = hits_in_order([("b", 0.9), ("a", 0.5), ("gone", 0.4)], [("a", payload), ("b", payload)])
+    assert [(h.chunk_id, h.score) for h in found] == [("b", 0.9), ("a", 0.5)]  # a chunk deleted meanwhile is left out
 
 
 @pytest.fixture
