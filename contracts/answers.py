@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 
 from contracts.prompt import UNKNOWN_ANSWER, ContextDoc
-from contracts.textmatch import normalize_answer
+from contracts.textmatch import find_span, normalize_answer
 
 # Containment compares words: any punctuation mark, ASCII or not, separates two ("Empire[1]",
 # "“Resign.”"), where SQuAD's normal form (kept for EM and F1) deletes ASCII marks only and so
@@ -33,9 +33,18 @@ _ABSTENTIONS = {normalize_answer(UNKNOWN_ANSWER), normalize_answer("I do not kno
 
 def contains_answer(text: str, answer: str) -> bool:
     """Whether `answer` occurs in `text` on word boundaries: the same words in the same order,
-    normalised as SQuAD does, with every punctuation mark a word boundary."""
+    normalised as SQuAD does, with every punctuation mark a word boundary. An answer of marks
+    alone (`//!`, `->`) occurs as written."""
+    if marks_only(answer):
+        return find_span(answer, text, ignore_case=False) is not None
     needle = _words(answer)
     return bool(needle) and f" {needle} " in f" {_words(text)} "
+
+
+def marks_only(answer: str) -> bool:
+    """Whether `answer` has characters but no words once normalised (technical documentation has
+    such answers: operators, comment markers)."""
+    return bool(answer.strip()) and not _words(answer)
 
 
 def _words(text: str) -> str:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from contracts.answers import answer_in_quotes, contains_answer, is_abstention, quote_is_verbatim
+from contracts.answers import answer_in_quotes, contains_answer, is_abstention, marks_only, quote_is_verbatim
 from contracts.prompt import ContextDoc, parse_output
 from contracts.textmatch import answer_tokens, normalize_answer
 
@@ -34,12 +34,18 @@ class AnswerScore:
 
 
 def exact_match(prediction: str, reference: str) -> float:
-    """1.0 when both normalise to the same text."""
+    """1.0 when both normalise to the same text (a reference of marks alone, such as `//!`, must be
+    matched as written: SQuAD's normal form would erase it and let any empty answer match)."""
+    if marks_only(reference):
+        return float(" ".join(prediction.split()) == " ".join(reference.split()))
     return float(normalize_answer(prediction) == normalize_answer(reference))
 
 
 def token_f1(prediction: str, reference: str) -> float:
-    """Harmonic mean of token precision and recall over the normalised texts."""
+    """Harmonic mean of token precision and recall over the normalised texts (exact match for a
+    reference of marks alone)."""
+    if marks_only(reference):
+        return exact_match(prediction, reference)
     pred, ref = answer_tokens(prediction), answer_tokens(reference)
     if not pred or not ref:
         return float(pred == ref)

@@ -44,6 +44,9 @@ DOC = ContextDoc("The PC-220 accepts an inlet pressure of at most 16 bar.\nIts  
         ("12 bar", "16 bar", 0.0, 0.5),
         ("", "16 bar", 0.0, 0.0),
         ("a the", "", 1.0, 1.0),  # both normalise to nothing
+        ("//!", "//!", 1.0, 1.0),  # an answer of marks alone is compared as written...
+        ("the", "//!", 0.0, 0.0),  # ...not as the empty text SQuAD's normal form makes of it
+        ("///", "//!", 0.0, 0.0),
     ],
 )
 def test_exact_match_and_token_f1(prediction, reference, em, f1):
@@ -54,11 +57,13 @@ def test_exact_match_and_token_f1(prediction, reference, em, f1):
 def test_answer_contained_needs_whole_words():
     assert answer_contained("It is rated to at most 16 bar.", "16 bar") == 1.0
     assert answer_contained("116 bar", "16 bar") == 0.0
-    assert answer_contained("anything", "") == 0.0
+    assert answer_contained("anything", "") == 0.0 and answer_contained("", "") == 0.0 and answer_contained("the", "a") == 0.0
     # punctuation of any script separates words: a citation mark or curly quotes glued to a word
     assert answer_contained("took place during the Roman Empire[citation needed].", "during the Roman Empire") == 1.0
     assert answer_contained("Thoreau had advised, “Resign.”", "Resign") == 1.0
     assert answer_contained("U.S. troops", "U.S.") == 1.0 and answer_contained("USA", "U.S.") == 0.0
+    assert answer_contained("Start the line with //! in lib.rs", "//!") == 1.0  # marks alone: as written
+    assert answer_contained("Start the line with /// in lib.rs", "//!") == 0.0
 
 
 def test_quotes_are_verbatim_up_to_whitespace_only():
