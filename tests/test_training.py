@@ -22,7 +22,7 @@ from flows.cli import main
 from training import trainer
 from training.dataset_folder import read_examples
 from training.registry import get_version, list_versions
-from training.tokenization import IGNORE, tokenize_example
+from training.tokenization import IGNORE, TokenizedExample, tokenize_example
 from training.trainer import train
 
 # Small and fast: short sequences, no dropout (the resume test compares weights exactly).
@@ -123,6 +123,14 @@ def test_resume_continues_at_the_checkpoint_with_the_same_result(base_model, sma
     b = load_file(resumed.adapter_dir / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "the resumed run ends with the uninterrupted run's weights"
+
+
+def test_a_small_dataset_trains_at_least_min_steps_and_max_steps_wins():
+    examples = [TokenizedExample([1] * (n + 2), [IGNORE, 1] + [1] * n, False) for n in range(56)]
+    steps = lambda **update: len(trainer._batch_plan(examples, TrainingConfig(**update), processes=1, rank=0))  # noqa: E731
+    assert steps() == 112, "56 examples at 2 epochs are 28 steps: min_steps lifts them"
+    assert steps(min_steps=0) == 28 and steps(epochs=10) == 140  # epochs alone, and beyond min_steps
+    assert steps(max_steps=5) == 5
 
 
 def test_resume_without_a_checkpoint_says_so(base_model, small_dataset, tmp_path):

@@ -207,7 +207,7 @@ def _batch_plan(examples: list[TokenizedExample], s: TrainingConfig, processes: 
     """
     per_step = s.batch_size * s.grad_accum * processes
     steps_per_epoch = max(1, len(examples) // per_step) if len(examples) >= per_step else 1
-    total = s.max_steps if s.max_steps else max(1, math.ceil(s.epochs * steps_per_epoch))
+    total = s.max_steps if s.max_steps else max(1, s.min_steps, math.ceil(s.epochs * steps_per_epoch))
     micro: list[list[int]] = []
     epoch = 0
     while len(micro) < total * s.grad_accum * processes:
