@@ -8,9 +8,11 @@ chunk's payload, searched and fused alike.
 
 Qdrant Edge builds its HNSW graph only when asked (`optimize`): `commit`, which the sync calls
 once its writes are done, flushes the shard and builds it, so searches stay fast at any size.
-Shards are safe for concurrent reads and writes and search outside Python's lock, so the
-gateway's request threads search in parallel. One process at a time may open the folder (a
-file lock, as Qdrant's own local mode); within it every store shares one handle.
+Shards are safe for concurrent reads and writes, so the gateway's request threads search
+without a lock of ours; a call into Edge does hold Python's lock until it returns, so their
+searches themselves run one at a time (docs/benchmarks.md, "Search at scale"). One process at a
+time may open the folder (a file lock, as Qdrant's own local mode); within it every store
+shares one handle.
 """
 
 from __future__ import annotations

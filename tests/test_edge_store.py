@@ -1,6 +1,7 @@
 """What the Qdrant Edge engine adds to the shared index tests (which run on both engines): its HNSW
 index, one process per folder, searches in parallel with a sync that swaps and drops versions,
-an index that reopens as it was, and a clear message where only a local-engine index exists."""
+an index that reopens as it was, searches from many threads at once, and a clear message where
+only a local-engine index exists."""
 
 import subprocess
 import sys
@@ -127,6 +128,41 @@ def test_searches_run_while_a_sync_swaps_and_drops_versions(tmp_path, embedder, 
     assert not errors, errors[:3]
     assert len(answers) > 100 and set(answers) == {"guides/valve.md"}
     assert store.versions() == [store.current()] == ["chunks_v21"]
+    store.close()
+
+
+def test_searches_from_many_threads_get_what_they_get_alone(tmp_path):
+    # Eight threads searching one shard at once, each with its own query and access filter (hybrid
+    # mode), must each get exactly what the same search returns alone.
+    rng = np.random.default_rng(1)
+    n, dim = 2000, 384
+    vectors = rng.standard_normal((n, dim), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    access = ["public", "hr", "internal"]
+    store = open_store(EDGE, tmp_path / "qdrant")
+    version = store.create_version(dim)
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
+    bm25 = [SparseVector([i % 50, 50 + i % 7], [1.0, 0.5]) for i in range(n)]
+    store.upsert(version, ids, vectors, bm25, [payload(i, access[i % 3]) for i in range(n)], batch=500)
+    store.commit(version)
+    store.point_alias_to(version)
+    asks = [(vectors[i * 37] + 0.1 * rng.standard_normal(dim, dtype=np.float32), f"chunk {i}", ["hr"] if i % 2 else []) for i in range(40)]
+    alone = [[h.chunk_id for h in store.search(v, q, 5, g)] for v, q, g in asks]
+    together: dict[int, list[str]] = {}
+    start = threading.Barrier(8)
+
+    def ask(worker: int) -> None:
+        start.wait()
+        for i in range(worker, len(asks), 8):
+            together[i] = [h.chunk_id for h in store.search(*asks[i][:2], 5, asks[i][2])]
+
+    threads = [threading.Thread(target=ask, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [together[i] for i in range(len(asks))] == alone
+    assert all(len(hits) == 5 for hits in alone)
     store.close()
 
 
