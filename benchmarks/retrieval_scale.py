@@ -58,8 +58,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
-    topics = _unit(rng.standard_normal((args.chunks // TOPIC_SIZE + 1, DIM), dtype=np.float32)) if args.data == "clustered" else None
-    vectors, queries = _vectors(rng, args.chunks, topics), _vectors(rng, args.queries, topics)
+    topics = unit_rows(rng.standard_normal((args.chunks // TOPIC_SIZE + 1, DIM), dtype=np.float32)) if args.data == "clustered" else None
+    vectors, queries = synthetic_vectors(rng, args.chunks, topics), synthetic_vectors(rng, args.queries, topics)
     labels = rng.integers(0, len(LABELS), args.chunks)
     ids = [str(uuid.UUID(int=i + 1)) for i in range(args.chunks)]
     payloads = [
@@ -112,13 +112,13 @@ def main() -> None:
     print(json.dumps(result))
 
 
-def _vectors(rng: np.random.Generator, n: int, topics: np.ndarray | None) -> np.ndarray:
+def synthetic_vectors(rng: np.random.Generator, n: int, topics: np.ndarray | None) -> np.ndarray:
     """n unit vectors: each a random topic's direction plus as much noise, or noise alone without topics."""
-    noise = _unit(rng.standard_normal((n, DIM), dtype=np.float32))
-    return noise if topics is None else _unit(topics[rng.integers(0, len(topics), n)] + noise)
+    noise = unit_rows(rng.standard_normal((n, DIM), dtype=np.float32))
+    return noise if topics is None else unit_rows(topics[rng.integers(0, len(topics), n)] + noise)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
