@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", parents=[common], help="fine-tune the base model with LoRA on a RAFT dataset; register a version")
     train.add_argument("--dataset", type=Path, help="dataset folder (default: the latest `raft dataset` in the work dir)")
     train.add_argument("--base", help="base model: smollm2-135m-instruct (embedded), a folder or a Hugging Face id (config: training.base_model)")
-    train.add_argument("--max-steps", type=int, help="optimizer steps, instead of training.epochs (config: training.max_steps)")
+    train.add_argument("--max-steps", type=int, help="optimizer steps, instead of training.epochs and min_steps (config: training.max_steps)")
     train.add_argument("--merge", action="store_true", default=None, help="also save the adapter merged into the base model (config: training.merge)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run with the same inputs from its last checkpoint")
     train.set_defaults(run=_train)
