@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,10 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from contracts.settings import QdrantConfig  # noqa: E402
-from retrieval.backend import DENSE  # noqa: E402
-from retrieval.sparse import SparseVector  # noqa: E402
+from retrieval.backend import DENSE, visible_labels  # noqa: E402
 from retrieval.store import open_store  # noqa: E402
-from retrieval_scale import CALLER, DIM, LABELS, TOPIC_SIZE, synthetic_vectors, unit_rows  # noqa: E402  (benchmarks/, beside this script)
+from retrieval_scale import CALLER, build_index, synthetic_corpus  # noqa: E402  (benchmarks/, beside this script)
 
 SECONDS = 3.0
 
@@ -45,27 +43,16 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=20000)
     args = parser.parse_args()
 
-    rng = np.random.default_rng(0)
-    topics = unit_rows(rng.standard_normal((args.chunks // TOPIC_SIZE + 1, DIM), dtype=np.float32))
-    vectors, queries = synthetic_vectors(rng, args.chunks, topics), synthetic_vectors(rng, 200, topics)
-    labels = rng.integers(0, len(LABELS), args.chunks)
-    payloads = [
-        {"doc_id": f"doc-{i // 4}", "source": f"doc-{i // 4}.md", "title": "", "text": "", "headings": [], "start": 0, "end": 0,
-         "access": LABELS[label]}
-        for i, label in enumerate(labels)
-    ]
-    allowed = qe.Filter(must=[qe.FieldCondition(key="access", match=qe.MatchAny(any=["public", *CALLER]))])
-    requests = [qe.QueryRequest(limit=10, query=qe.Query.Nearest(q.tolist(), using=DENSE), filter=allowed, with_payload=False) for q in queries]
+    corpus = synthetic_corpus(np.random.default_rng(0), args.chunks, 200, clustered=True)
+    allowed = qe.Filter(must=[qe.FieldCondition(key="access", match=qe.MatchAny(any=visible_labels(CALLER)))])
+    requests = [qe.QueryRequest(limit=10, query=qe.Query.Nearest(q.tolist(), using=DENSE), filter=allowed, with_payload=False)
+                for q in corpus.queries]
 
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(QdrantConfig(collection="lock", engine="edge"), Path(tmp) / "qdrant", "dense")
-        version = store.create_version(DIM)
-        ids = [str(uuid.UUID(int=i + 1)) for i in range(args.chunks)]
-        store.upsert(version, ids, vectors, [SparseVector([], [])] * args.chunks, payloads, batch=1024)
-        store.commit(version)
-        store.point_alias_to(version)
+        build_index(store, corpus)
 
-        with store.folder.shard(version) as shard:
+        with store.folder.live(store.alias) as shard:
             alone = _count(SECONDS)
             stop = threading.Event()
             searcher = threading.Thread(target=lambda: _until(stop, lambda: shard.query_batch(qe.QueryBatchRequest(requests))))
@@ -79,7 +66,7 @@ def main() -> None:
         threaded = {}
         for n in (1, 2):
             with ThreadPoolExecutor(n) as pool:
-                threaded[n] = _rate(lambda: list(pool.map(lambda q: store.search(q, "", 10, CALLER), queries)), len(queries))
+                threaded[n] = _rate(lambda: list(pool.map(lambda q: store.search(q, "", 10, CALLER), corpus.queries)), len(corpus.queries))
         store.close()
 
     print(json.dumps({

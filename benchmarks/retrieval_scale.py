@@ -30,6 +30,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from contracts.settings import QdrantConfig  # noqa: E402
+from retrieval.index import IndexWriter  # noqa: E402
 from retrieval.sparse import SparseVector  # noqa: E402
 from retrieval.store import open_store  # noqa: E402
 
@@ -57,24 +59,13 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args()
 
-    rng = np.random.default_rng(0)
-    topics = unit_rows(rng.standard_normal((args.chunks // TOPIC_SIZE + 1, DIM), dtype=np.float32)) if args.data == "clustered" else None
-    vectors, queries = synthetic_vectors(rng, args.chunks, topics), synthetic_vectors(rng, args.queries, topics)
-    labels = rng.integers(0, len(LABELS), args.chunks)
-    ids = [str(uuid.UUID(int=i + 1)) for i in range(args.chunks)]
-    payloads = [
-        {"doc_id": f"doc-{i // 4}", "source": f"doc-{i // 4}.md", "title": "", "text": "", "headings": [], "start": 0, "end": 0,
-         "access": LABELS[label]}
-        for i, label in enumerate(labels)
-    ]
+    corpus = synthetic_corpus(np.random.default_rng(0), args.chunks, args.queries, clustered=args.data == "clustered")
+    vectors, queries, labels, ids = corpus.vectors, corpus.queries, corpus.labels, corpus.ids
 
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(QdrantConfig(collection="scale", engine=args.engine), Path(tmp) / "qdrant", "dense")
         began = time.perf_counter()
-        version = store.create_version(DIM)
-        store.upsert(version, ids, vectors, [SparseVector([], [])] * args.chunks, payloads, batch=1024)
-        store.commit(version)
-        store.point_alias_to(version)
+        build_index(store, corpus)
         build_s = time.perf_counter() - began
 
         latencies, found = [], []
@@ -110,6 +101,36 @@ def main() -> None:
         print(f"{args.chunks} chunks ({args.data}), engine {args.engine}: build {result['build_s']} s, p50 {result['p50_ms']} ms, "
               f"p95 {result['p95_ms']} ms, recall@10 {result['recall_at_10']}, queries/s by threads {qps}, peak RSS {result['rss_mb']} MB")
     print(json.dumps(result))
+
+
+class SyntheticCorpus(NamedTuple):
+    vectors: np.ndarray  # one unit vector per chunk
+    queries: np.ndarray
+    labels: np.ndarray  # per chunk, its index in LABELS
+    ids: list[str]
+    payloads: list[dict[str, Any]]
+
+
+def synthetic_corpus(rng: np.random.Generator, chunks: int, queries: int, clustered: bool) -> SyntheticCorpus:
+    """`chunks` chunks with payloads and access labels, and `queries` queries drawn alike (in topics of
+    TOPIC_SIZE when `clustered`, else uniformly)."""
+    topics = unit_rows(rng.standard_normal((chunks // TOPIC_SIZE + 1, DIM), dtype=np.float32)) if clustered else None
+    vectors, asked = synthetic_vectors(rng, chunks, topics), synthetic_vectors(rng, queries, topics)
+    labels = rng.integers(0, len(LABELS), chunks)
+    payloads = [
+        {"doc_id": f"doc-{i // 4}", "source": f"doc-{i // 4}.md", "title": "", "text": "", "headings": [], "start": 0, "end": 0,
+         "access": LABELS[label]}
+        for i, label in enumerate(labels)
+    ]
+    return SyntheticCorpus(vectors, asked, labels, [str(uuid.UUID(int=i + 1)) for i in range(chunks)], payloads)
+
+
+def build_index(store: IndexWriter, corpus: SyntheticCorpus) -> None:
+    """What a sync does with the chunks: write them as a new version, build its index, make it live."""
+    version = store.create_version(DIM)
+    store.upsert(version, corpus.ids, corpus.vectors, [SparseVector([], [])] * len(corpus.ids), corpus.payloads, batch=1024)
+    store.commit(version)
+    store.point_alias_to(version)
 
 
 def synthetic_vectors(rng: np.random.Generator, n: int, topics: np.ndarray | None) -> np.ndarray:
