@@ -13,9 +13,11 @@ in the sparse vector is the CRC-32 of its text: stable across processes and vers
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # BM25's usual constants: k1 saturates repeated terms, b weighs a chunk's length against the average.
@@ -64,6 +66,21 @@ def document_vector(text: str, avg_terms: float) -> SparseVector:
 def query_vector(text: str) -> SparseVector:
     """A question's terms, each weighted 1 (Qdrant's IDF weighs them against the collection)."""
     return _vector(dict.fromkeys(terms(text), 1.0))
+
+
+def bm25_scores(query: str, texts: Sequence[str]) -> list[float]:
+    """BM25 of `query` against each of `texts`, with document frequencies and the average length
+    taken over `texts` themselves: for ranking a handful of passages (the sentences of a prompt)
+    without an index."""
+    counts = [Counter(terms(t)) for t in texts]
+    avg = sum(sum(c.values()) for c in counts) / max(len(counts), 1)
+    df = Counter(term for c in counts for term in c)
+    idf = {t: math.log(1 + (len(counts) - df[t] + 0.5) / (df[t] + 0.5)) for t in set(terms(query))}
+    scores = []
+    for c in counts:
+        norm = K1 * (1 - B + B * sum(c.values()) / max(avg, 1.0))
+        scores.append(sum(w * c[t] * (K1 + 1) / (c[t] + norm) for t, w in idf.items() if c[t]))
+    return scores
 
 
 def average_terms(chunk_size: int) -> float:

@@ -82,7 +82,7 @@ def test_quote_candidates_are_the_sentences_closest_to_the_question(embedder):
     grounder = Grounder("constrained", 2, embedder.encode)
     two = grounder.quotable(question, DOCS)
     assert len(two) == 2 and "The LS-12 cable is 12 m long." in two
-    assert two == closest_sentences(question, quotable(DOCS), 2, embedder.encode)
+    assert two == closest_sentences(question, DOCS, 2, embedder.encode)
     grammar = grounder.request_fields(question, DOCS)["structured_outputs"]["grammar"]
     assert quote_alternatives(grammar) == set(two)
     assert grammar_accepts(grammar, "##begin_quote##The LS-12 cable is 12 m long.##end_quote##\n<ANSWER>: 12 m")
@@ -90,6 +90,17 @@ def test_quote_candidates_are_the_sentences_closest_to_the_question(embedder):
     assert Grounder("constrained", 50, embedder.encode).quotable(question, DOCS) == quotable(DOCS)  # fewer sentences than N: all
     with pytest.raises(ValueError, match="embed"):
         Grounder("constrained", 3)
+
+
+def test_quote_candidates_read_each_sentence_with_its_title_and_exact_terms(embedder):
+    """Sentences that differ only in the subject their document's title names, or in one exact term:
+    the bare sentences' embeddings can't tell them apart, the title and BM25 can."""
+    docs = [ContextDoc(f"It takes {volts} volts. Its housing is IP{ip}.", f"PC-{model} controller", f"pc-{model}.md")
+            for model, volts, ip in (("250", 24, 54), ("220", 12, 65), ("240", 48, 67))]
+    for model, expected in (("220", "It takes 12 volts."), ("250", "It takes 24 volts."), ("240", "It takes 48 volts.")):
+        assert closest_sentences(f"Which voltage does the PC-{model} controller take?", docs, 1, embedder.encode) == [expected]
+    codes = [ContextDoc("Set CARGO_BUILD_JOBS to limit parallel jobs. Set CARGO_TARGET_DIR to move the output.", "Environment", "env.md")]
+    assert closest_sentences("What does CARGO_TARGET_DIR change?", codes, 1, embedder.encode) == ["Set CARGO_TARGET_DIR to move the output."]
 
 
 def test_the_answer_is_checked_against_the_quotes():

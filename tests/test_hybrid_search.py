@@ -12,7 +12,7 @@ from retrieval import sync as sync_module
 from retrieval.backend import DENSE, RRF_K, SPARSE, fuse, hits_in_order
 from retrieval.edge_store import EdgeStore
 from retrieval.search import search
-from retrieval.sparse import K1, B, average_terms, document_vector, query_vector, terms
+from retrieval.sparse import K1, B, average_terms, bm25_scores, document_vector, query_vector, terms
 from retrieval.store import ChunkStore, open_store
 from retrieval.sync import sync_corpus
 
@@ -37,6 +37,14 @@ def test_bm25_weights_saturate_with_repeats_and_fall_with_length():
     [valve] = once.indices
     weight = dict(zip(long.indices, long.values))[valve]
     assert weight < dict(zip(short.indices, short.values))[valve], f"b={B}: the same term weighs less in a longer chunk"
+
+
+def test_bm25_scores_rank_texts_by_rare_query_terms_without_an_index():
+    texts = ["The valve closes fast.", "The valve seat is brass.", "Replace the seat every year.", "Nothing here."]
+    scores = bm25_scores("How often is the valve seat replaced?", texts)
+    assert scores[3] == 0 and scores[1] == max(scores), "both terms, one of them rare"
+    assert scores[0] < scores[1] and scores[2] > 0
+    assert bm25_scores("the of", texts) == [0.0] * 4 and bm25_scores("valve", []) == []
 
 
 def top_by_one_vector(store, name: str, query, k: int) -> list[tuple[str, float, str]]:
