@@ -211,8 +211,8 @@ class GenerationConfig(_Section):
         "constrained", description="constrained: quotes can only be verbatim sentences of the prompt's documents (vLLM structured outputs)"
     )
     quote_candidates: int = Field(
-        1, ge=0, description="constrained: a quote may be only one of this many context sentences, the closest to the question "
-        "by the embedding model; 0: any sentence of the context",
+        1, ge=0, description="constrained: a quote may be only one of this many context sentences, those that best match the "
+        "question (embedding model and BM25, each sentence with its document's title); 0: any sentence of the context",
     )
     answer: AnswerForm = Field(
         "free", description="constrained: free: the answer is any one line, checked against the quotes afterwards; span: "
