@@ -1,0 +1,94 @@
+"""Which sentence grounded decoding lets the model quote: how often the one ranked first holds a gold answer.
+
+With `generation.quote_candidates` 1 (the default) a quote can only be the context sentence that
+`serving.grounding.closest_sentences` ranks first, so this rate bounds how often the tuned model
+can quote the answer. For each question of a QA file, the raft_rag context is rebuilt as
+`raft eval` builds it (the top `evaluation.k` chunks of the work dir's index), and its quotable
+sentences are ranked by:
+
+- `embedding`: the cosine of the bare sentence's embedding to the question's (the ranking before 28ab403);
+- `title`: the same with the document's title in front of the sentence;
+- `title+bm25 W`: that plus W x the sentence's BM25 score among the context's sentences, scaled
+  to the best (W = 0.2 is `closest_sentences`).
+
+A sentence "holds a gold answer" when one of the question's `answers` is in it (whole words).
+Prints one row per ranker: the share of answerable questions whose first (and first three)
+sentences hold one. No model and no vLLM needed; the work dir needs an index (`raft index`).
+
+    .venv/bin/python benchmarks/quote_ranking.py WORK_DIR:QA_FILE [WORK_DIR:QA_FILE ...]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from contracts.answers import contains_answer  # noqa: E402
+from flows.config import load_config  # noqa: E402
+from flows.wiring import make_embedder, open_index  # noqa: E402
+from retrieval.qa import read_qa_file  # noqa: E402
+from retrieval.search import search_many  # noqa: E402
+from retrieval.sparse import bm25_scores  # noqa: E402
+from serving.grounding import TERM_WEIGHT, closest_sentences, quotable  # noqa: E402
+
+WEIGHTS = (0.1, TERM_WEIGHT, 0.3)
+
+
+def rankings(question: str, docs, embed) -> dict[str, list[str]]:
+    """Each ranker's order of the context's quotable sentences (best first)."""
+    found = quotable(docs)
+    titled = [f"{next(d.title for d in docs if s in d.text)}: {s}" for s in found]
+    vectors = embed([question, *found, *titled])
+    bare, with_title = vectors[1 : len(found) + 1] @ vectors[0], vectors[len(found) + 1 :] @ vectors[0]
+    terms = np.array(bm25_scores(question, titled))
+    terms = terms / (terms.max() or 1.0)
+
+    def order(scores) -> list[str]:
+        return [found[i] for i in sorted(range(len(found)), key=lambda i: (-scores[i], i))]
+
+    out = {"embedding": order(bare), "title": order(with_title)}
+    out.update({f"title+bm25 {w}": order(with_title + w * terms) for w in WEIGHTS})
+    assert out[f"title+bm25 {TERM_WEIGHT}"][0] in closest_sentences(question, docs, 1, embed), "the script ranks as grounding does"
+    return out
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or any(":" not in a for a in sys.argv[1:]):
+        sys.exit(__doc__)
+    for arg in sys.argv[1:]:
+        work_dir, qa_file = arg.split(":", 1)
+        cfg = load_config(REPO / "raft.yaml", {"work_dir": str(Path(work_dir).resolve())})
+        embedder, store = make_embedder(cfg), open_index(cfg)
+        try:
+            items = read_qa_file(Path(qa_file))
+            hits = search_many(store, embedder, [i.question for i in items], cfg.evaluation.k, cfg.dataset.audience)
+        finally:
+            store.close()
+        first: dict[str, int] = {}
+        three: dict[str, int] = {}
+        answerable = 0
+        for item, found in zip(items, hits):
+            docs = [h.context_doc() for h in found]
+
+            def holds(sentence: str) -> bool:
+                return any(contains_answer(sentence, a) for a in item.answers)
+
+            if not any(holds(s) for s in quotable(docs)):
+                continue
+            answerable += 1
+            for name, ranked in rankings(item.question, docs, embedder.encode).items():
+                first[name] = first.get(name, 0) + holds(ranked[0])
+                three[name] = three.get(name, 0) + any(holds(s) for s in ranked[:3])
+        print(f"\n{qa_file}: {len(items)} questions, {answerable} with a gold answer in a context sentence (k {cfg.evaluation.k})")
+        print("| ranker | first holds an answer | one of the first 3 |\n| --- | ---: | ---: |")
+        for name in first:
+            print(f"| {name} | {first[name] / answerable:.3f} | {three[name] / answerable:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
