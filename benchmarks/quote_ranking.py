@@ -23,8 +23,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -33,27 +31,23 @@ from flows.config import load_config  # noqa: E402
 from flows.wiring import make_embedder, open_index  # noqa: E402
 from retrieval.qa import read_qa_file  # noqa: E402
 from retrieval.search import search_many  # noqa: E402
-from retrieval.sparse import bm25_scores  # noqa: E402
-from serving.grounding import TERM_WEIGHT, closest_sentences, quotable  # noqa: E402
+from serving.grounding import TERM_WEIGHT, match_signals, quotable  # noqa: E402
 
 WEIGHTS = (0.1, TERM_WEIGHT, 0.3)
 
 
 def rankings(question: str, docs, embed) -> dict[str, list[str]]:
-    """Each ranker's order of the context's quotable sentences (best first)."""
+    """Each ranker's order of the context's quotable sentences (best first); the signals are
+    grounding's own (`match_signals`), so the TERM_WEIGHT row is `closest_sentences`' ranking."""
     found = quotable(docs)
-    titled = [f"{next(d.title for d in docs if s in d.text)}: {s}" for s in found]
-    vectors = embed([question, *found, *titled])
-    bare, with_title = vectors[1 : len(found) + 1] @ vectors[0], vectors[len(found) + 1 :] @ vectors[0]
-    terms = np.array(bm25_scores(question, titled))
-    terms = terms / (terms.max() or 1.0)
+    vectors = embed([question, *found])
+    with_title, terms = match_signals(question, found, docs, embed)
 
     def order(scores) -> list[str]:
-        return [found[i] for i in sorted(range(len(found)), key=lambda i: (-scores[i], i))]
+        return [found[i] for i in sorted(range(len(found)), key=lambda i: (-float(scores[i]), i))]
 
-    out = {"embedding": order(bare), "title": order(with_title)}
+    out = {"embedding": order(vectors[1:] @ vectors[0]), "title": order(with_title)}
     out.update({f"title+bm25 {w}": order(with_title + w * terms) for w in WEIGHTS})
-    assert out[f"title+bm25 {TERM_WEIGHT}"][0] in closest_sentences(question, docs, 1, embed), "the script ranks as grounding does"
     return out
 
 

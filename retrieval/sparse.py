@@ -58,9 +58,7 @@ def terms(text: str) -> list[str]:
 
 def document_vector(text: str, avg_terms: float) -> SparseVector:
     """A chunk's BM25 term weights, normalized by its length against `avg_terms`."""
-    counts = Counter(terms(text))
-    length_norm = K1 * (1 - B + B * sum(counts.values()) / max(avg_terms, 1.0))
-    return _vector({term: tf * (K1 + 1) / (tf + length_norm) for term, tf in counts.items()})
+    return _vector(_term_weights(Counter(terms(text)), avg_terms))
 
 
 def query_vector(text: str) -> SparseVector:
@@ -76,11 +74,14 @@ def bm25_scores(query: str, texts: Sequence[str]) -> list[float]:
     avg = sum(sum(c.values()) for c in counts) / max(len(counts), 1)
     df = Counter(term for c in counts for term in c)
     idf = {t: math.log(1 + (len(counts) - df[t] + 0.5) / (df[t] + 0.5)) for t in set(terms(query))}
-    scores = []
-    for c in counts:
-        norm = K1 * (1 - B + B * sum(c.values()) / max(avg, 1.0))
-        scores.append(sum(w * c[t] * (K1 + 1) / (c[t] + norm) for t, w in idf.items() if c[t]))
-    return scores
+    weights = [_term_weights(c, avg) for c in counts]
+    return [sum(idf[t] * w[t] for t in idf if t in w) for w in weights]
+
+
+def _term_weights(counts: Counter[str], avg_terms: float) -> dict[str, float]:
+    """BM25's term-frequency part per term of a text with these term `counts`, against texts of `avg_terms` on average."""
+    length_norm = K1 * (1 - B + B * sum(counts.values()) / max(avg_terms, 1.0))
+    return {term: tf * (K1 + 1) / (tf + length_norm) for term, tf in counts.items()}
 
 
 def average_terms(chunk_size: int) -> float:

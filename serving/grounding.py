@@ -70,7 +70,8 @@ def quotable(docs: Sequence[ContextDoc]) -> list[str]:
 
 
 def closest_sentences(question: str, docs: Sequence[ContextDoc], n: int, embed: Embed) -> list[str]:
-    """The `n` quotable sentences of `docs` that best match `question` (ties to the longer one).
+    """The `n` quotable sentences of `docs` that best match `question` (ties to the longer one; all
+    of them when there are no more than `n`).
 
     Each sentence is scored with its document's title in front ("PC-220 manual: It takes 24 V."),
     since a sentence alone often lacks the subject the question names: the cosine of its
@@ -78,14 +79,22 @@ def closest_sentences(question: str, docs: Sequence[ContextDoc], n: int, embed: 
     among the context's sentences, scaled to the best one (exact terms such as model numbers
     and setting names, which the embedding blurs)."""
     found = quotable(docs)
+    if n >= len(found):
+        return found
+    cosines, terms = match_signals(question, found, docs, embed)
+    scores = cosines + TERM_WEIGHT * terms
+    best = sorted(range(len(found)), key=lambda i: (-float(scores[i]), i))[:n]
+    return _longest_first(found[i] for i in best)
+
+
+def match_signals(question: str, found: Sequence[str], docs: Sequence[ContextDoc], embed: Embed) -> tuple[np.ndarray, np.ndarray]:
+    """For each of `found` (sentences of `docs`), read with its document's title in front: the cosine
+    of its embedding to the question's, and its BM25 score against the question among them, scaled
+    to the best (all 0 when no term matches)."""
     titled = [f"{title}: {s}" if (title := _title_of(s, docs)) else s for s in found]
     vectors = embed([question, *titled])
-    cosines = vectors[1:] @ vectors[0]
-    terms = bm25_scores(question, titled)
-    top = max(terms, default=0.0) or 1.0
-    scores = [float(c) + TERM_WEIGHT * t / top for c, t in zip(cosines, terms)]
-    best = sorted(range(len(found)), key=lambda i: (-scores[i], i))[:n]
-    return _longest_first(found[i] for i in best)
+    terms = np.array(bm25_scores(question, titled), dtype=np.float64)
+    return vectors[1:] @ vectors[0], terms / (terms.max(initial=0.0) or 1.0)
 
 
 def _title_of(sentence: str, docs: Sequence[ContextDoc]) -> str:
@@ -145,11 +154,10 @@ class Grounder:
 
     def quotable(self, question: str, docs: Sequence[ContextDoc]) -> list[str]:
         """The sentences a quote may be in the answer to `question` over `docs`."""
-        found = quotable(docs)
-        if 0 < self.candidates < len(found):
-            assert self.embed is not None  # __post_init__
-            return closest_sentences(question, docs, self.candidates, self.embed)
-        return found
+        if not self.candidates:
+            return quotable(docs)
+        assert self.embed is not None  # __post_init__
+        return closest_sentences(question, docs, self.candidates, self.embed)
 
     def request_fields(self, question: str, docs: Sequence[ContextDoc]) -> dict[str, object]:
         """The extra fields of a vLLM chat request ({} when nothing is constrained: free decoding,

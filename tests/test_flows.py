@@ -125,7 +125,8 @@ def env(prefect, base_model, session_vllm, tmp_path_factory):
     The gate, the example answer and the served stack ask the session's vLLM (vllm.url), into
     which each version is loaded at runtime; tests/test_evaluation.py runs the gate's other path.
     The eval split is kept small: the final eval loss over the default 20% took 81 of a 4-step
-    training's 145 s; so are the gate's prompts (k 2), which the adapter reads eagerly on vLLM-CPU. No merged model: through vllm.url every version is served as an adapter."""
+    training's 145 s; so are the gate's prompts (k 2), which the adapter reads eagerly on vLLM-CPU.
+    No merged model: through vllm.url every version is served as an adapter."""
     root = tmp_path_factory.mktemp("flows")
     corpus = root / "corpus"
     shutil.copytree(SAMPLE_CORPUS, corpus)
