@@ -19,6 +19,15 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 # nor before a lower-case word ("e.g. the"): a quote cut there would hold half a sentence.
 _NOT_AN_END = re.compile(r"(?:\b[A-Z]|\b(?:[A-Za-z]\.)+[A-Za-z]|\b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|No|vs|Fig|Inc|Ltd|Co))\.$")
 
+# Documentation often states a term on a line of its own and what it means on the next: an HTML
+# heading or definition term ("--include-ignored" / "Runs both ignored and non-ignored tests."), a
+# setting's "Default: 30". Asked "which flag runs both ...", the ranking finds the description, and
+# the answer is the term; so grounded decoding quotes such label lines only with the sentence below them.
+_LABEL = re.compile(r".{1,80}(?<![.!?:;,])")  # short, without a sentence end...
+_NOT_PROSE = re.compile(r"#{1,6}(\s|$)|\||[-*+] |\d+[.)] ")  # ...and neither a label nor what one describes: heading, table row, list item
+_MAX_LABELS = 4  # label lines read with one sentence
+_MAX_UNIT_CHARS = 400
+
 
 @dataclass(frozen=True)
 class Span:
@@ -63,6 +72,33 @@ def _ends_sentence(text: str, cut: re.Match[str]) -> bool:
         return True
     following = text[cut.end() : cut.end() + 1]
     return not (following.islower() or _NOT_AN_END.search(text, max(0, cut.start() - 12), cut.start()))
+
+
+def statements(text: str) -> list[Span]:
+    """The spans a quote may be: the sentences of `text` in order, but each run of label lines (at most
+    _MAX_LABELS whole lines, short and without a sentence end: see _LABEL) joined to the sentence of
+    prose that follows it."""
+    units: list[Span] = []
+    labels: list[Span] = []
+    for span in sentences(text):
+        if _is_label(text, span):
+            labels.append(span)
+            continue
+        joined = [] if _NOT_PROSE.match(text, span.start) else labels[-_MAX_LABELS:]
+        while joined and span.end - joined[0].start > _MAX_UNIT_CHARS:
+            joined = joined[1:]
+        units += labels[: len(labels) - len(joined)]
+        units.append(Span((joined[0] if joined else span).start, span.end))
+        labels = []
+    return units + labels
+
+
+def _is_label(text: str, span: Span) -> bool:
+    # A whole line of its own, short, without a sentence end.
+    line_start = text.rfind("\n", 0, span.start) + 1
+    line_end = text.find("\n", span.end)
+    whole_line = not text[line_start : span.start].strip() and not text[span.end : len(text) if line_end < 0 else line_end].strip()
+    return whole_line and not _NOT_PROSE.match(text, span.start) and _LABEL.fullmatch(text, span.start, span.end) is not None
 
 
 def sentence_around(text: str, span: Span, max_chars: int = 400) -> Span:

@@ -14,7 +14,9 @@ the form of every training answer built from a QA file, and stricter; but measur
 the sample domain it answered worse (docs/benchmarks.md): when the quote is the wrong sentence,
 a free answer line can still take the answer from the context, a span cannot.
 Free text may not hold `#` or `<`, so a quote can only be opened by the marker, and the marker
-can only be followed by a sentence that is in the prompt, character for character.
+can only be followed by a sentence that is in the prompt, character for character (or a term on a
+line of its own together with the sentence below it, as documentation lists flags and settings:
+`contracts.textmatch.statements`).
 With `generation.quote_candidates` N > 0, a quote may be only one of the N sentences of the
 context that best match the question (`closest_sentences`: the retrieval's embedding model and
 BM25, each sentence read with its document's title): a small model finds the sentence that
@@ -38,7 +40,7 @@ import numpy as np
 from contracts.answers import answer_in_quotes, is_abstention
 from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, UNKNOWN_ANSWER, ContextDoc, ParsedOutput
 from contracts.settings import AnswerForm, GenerationConfig, Grounding
-from contracts.textmatch import sentences
+from contracts.textmatch import statements
 from retrieval.sparse import bm25_scores
 
 Embed = Callable[[list[str]], np.ndarray]  # texts -> unit-length vectors, one row per text
@@ -60,13 +62,13 @@ def literal(text: str) -> str:
 
 
 def quotable(docs: Sequence[ContextDoc]) -> list[str]:
-    """The sentences a quote may be: each sentence of each document, as it stands in the prompt,
-    but no Markdown heading while the documents hold any other sentence (a heading names a topic,
+    """The sentences a quote may be: each statement of each document (a sentence, a term line with the
+    sentence below it: `statements`), as it stands in the prompt, but no Markdown heading while the documents hold any other sentence (a heading names a topic,
     it states nothing to quote as evidence)."""
-    found = {doc.text[s.start : s.end] for doc in docs for s in sentences(doc.text)}
+    found = {doc.text[s.start : s.end] for doc in docs for s in statements(doc.text)}
     found = {s for s in found if s.strip()}
-    statements = {s for s in found if not _HEADING.match(s)}
-    return _longest_first(statements or found)
+    prose = {s for s in found if not _HEADING.match(s)}
+    return _longest_first(prose or found)
 
 
 def closest_sentences(question: str, docs: Sequence[ContextDoc], n: int, embed: Embed) -> list[str]:

@@ -183,6 +183,12 @@ access: [hr]
 Band S3 engineers earn between 61000 and 72000 euros a year.
 """
 
+# Documentation as the pipeline extracts it from HTML: headings and definition terms on lines of their own.
+OPTIONS_TEXT = ("Selection options\n--ignored\nRuns only tests that are marked with the ignore attribute.\n"
+                "--include-ignored\nRuns both ignored and non-ignored tests.\n"
+                "http.timeout\nType: integer\nDefault: 30\nEnvironment: CARGO_HTTP_TIMEOUT\n"
+                "Sets the timeout for each HTTP request, in seconds. It applies to every registry.")
+
 KB_JSONL = "\n".join(
     [
         '{"id": "kb-1", "title": "Resetting the Control Box", "text": "Hold the reset button for 10 seconds until the LED blinks amber."}',

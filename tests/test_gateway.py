@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from contracts.prompt import ANSWER_PREFIX, parse_user_message, quote
 from contracts.settings import ChunkingConfig, EmbeddingConfig, GenerationConfig, QdrantConfig, ServingConfig, VLLMConfig
-from contracts.textmatch import sentences
+from contracts.textmatch import statements
 from flows.serve import make_retriever
 from retrieval.store import open_store
 from retrieval.sync import sync_corpus
@@ -88,7 +88,7 @@ class FakeVLLM:
         most = 1 if grammar is not None and "quoted_0 ::=" in grammar else None  # the answer is a span of the one quote
         reasoning, quoted = [], []
         for n, d in enumerate(docs, 1):
-            texts = [t for t in (d.text[s.start : s.end] for s in sentences(d.text)) if admitted is None or t in admitted]
+            texts = [t for t in (d.text[s.start : s.end] for s in statements(d.text)) if admitted is None or t in admitted]
             texts = texts if most is None else texts[: most - len(quoted)]
             if texts:
                 quoted += texts

@@ -8,7 +8,7 @@ import pytest
 
 from contracts.prompt import ContextDoc, parse_output
 from serving.grounding import Grounder, answer_grounded, closest_sentences, literal, output_grammar, quotable
-from tests.conftest import grammar_accepts, quote_alternatives
+from tests.conftest import OPTIONS_TEXT, grammar_accepts, quote_alternatives
 
 DOCS = [
     ContextDoc("The PC-220 takes at most 16 bar (232 psi). Its housing is IP65.\nSee [1] for *details*?", "PC-220", "pc-220.md"),
@@ -101,6 +101,14 @@ def test_quote_candidates_read_each_sentence_with_its_title_and_exact_terms(embe
         assert closest_sentences(f"Which voltage does the PC-{model} controller take?", docs, 1, embedder.encode) == [expected]
     codes = [ContextDoc("Set CARGO_BUILD_JOBS to limit parallel jobs. Set CARGO_TARGET_DIR to move the output.", "Environment", "env.md")]
     assert closest_sentences("What does CARGO_TARGET_DIR change?", codes, 1, embedder.encode) == ["Set CARGO_TARGET_DIR to move the output."]
+
+
+def test_a_term_is_the_quote_candidate_its_description_makes_it(embedder):
+    """Asked which flag does something, the description matches the question and the answer is the
+    term above it: the one candidate holds both."""
+    doc = [ContextDoc(OPTIONS_TEXT, "Tests > CLI arguments", "tests.html")]
+    best = closest_sentences("Which flag runs both ignored and non-ignored tests?", doc, 1, embedder.encode)
+    assert best == ["--include-ignored\nRuns both ignored and non-ignored tests."]
 
 
 def test_the_answer_is_checked_against_the_quotes():

@@ -1,7 +1,10 @@
 """Finding evidence in chunks, extractive answers, and checking a teacher's quotes."""
 
+import pytest
+
 from contracts.prompt import parse_output, quote
-from contracts.textmatch import find_span, normalize_answer, sentence_around, sentences
+from contracts.textmatch import find_span, normalize_answer, sentence_around, sentences, statements
+from tests.conftest import OPTIONS_TEXT
 from training.quotes import abstain_answer, check_quotes, evidence_span, extractive_answer
 
 CHUNK = (
@@ -38,6 +41,36 @@ def test_sentences_do_not_end_at_initials_abbreviations_or_before_lower_case():
         "It is 24 V DC.",
         "Next.",
     ]
+
+
+def texts(text: str) -> list[str]:
+    return [text[s.start : s.end] for s in statements(text)]
+
+
+def test_a_term_on_its_own_line_goes_with_the_sentence_below_it():
+    assert texts(OPTIONS_TEXT) == [
+        "Selection options\n--ignored\nRuns only tests that are marked with the ignore attribute.",
+        "--include-ignored\nRuns both ignored and non-ignored tests.",
+        "http.timeout\nType: integer\nDefault: 30\nEnvironment: CARGO_HTTP_TIMEOUT\nSets the timeout for each HTTP request, in seconds.",
+        "It applies to every registry.",
+    ]
+
+
+@pytest.mark.parametrize("text, units", [
+    ("The pump is IP65.\nIt takes 16 bar.", ["The pump is IP65.", "It takes 16 bar."]),  # sentences stand alone
+    ("# Pumps\nIt takes 16 bar.", ["# Pumps", "It takes 16 bar."]),  # a Markdown heading is not a term
+    ("- 16 bar\n- IP65 housing\nBoth are tested.", ["- 16 bar", "- IP65 housing", "Both are tested."]),  # nor a list item
+    ("Limits\n- 16 bar\n| IP65 | yes |", ["Limits", "- 16 bar", "| IP65 | yes |"]),  # a term describes no list item or table row
+    ("Pressure:\nIt takes 16 bar.", ["Pressure:", "It takes 16 bar."]),  # a lead-in ends in a colon
+    ("See the table below\n# Limits\nIt takes 16 bar.", ["See the table below", "# Limits", "It takes 16 bar."]),
+    ("The pump: model PC-220\n", ["The pump: model PC-220"]),  # nothing below to read it with
+    ("a\nb\nc\nd\ne\nIt takes 16 bar.", ["a", "b\nc\nd\ne\nIt takes 16 bar."]),  # at most 4 term lines
+    ("pressure\n" + "It takes 16 bar" * 30 + ".", ["pressure", "It takes 16 bar" * 30 + "."]),  # no room beside a long sentence
+    ("x" * 81 + "\nIt takes 16 bar.", ["x" * 81, "It takes 16 bar."]),  # too long for a term
+    ("The pump takes 16 bar\nat most.", ["The pump takes 16 bar\nat most."]),  # a sentence wrapped over two lines is whole again
+])
+def test_only_short_term_lines_join_the_sentence_below(text, units):
+    assert texts(text) == units
 
 
 def test_sentence_around_is_cut_at_word_edges_when_too_long():
