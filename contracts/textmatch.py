@@ -26,7 +26,7 @@ _NOT_AN_END = re.compile(r"(?:\b[A-Z]|\b(?:[A-Za-z]\.)+[A-Za-z]|\b(?:Mr|Mrs|Ms|D
 _LABEL = re.compile(r".{1,80}(?<![.!?:;,])")  # short, without a sentence end...
 _NOT_PROSE = re.compile(r"#{1,6}(\s|$)|\||[-*+] |\d+[.)] ")  # ...and neither a label nor what one describes: heading, table row, list item
 _MAX_LABELS = 4  # label lines read with one sentence
-_MAX_UNIT_CHARS = 400
+_MAX_UNIT_CHARS = 400  # labels that would make a statement longer stand alone
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,8 @@ def statements(text: str) -> list[Span]:
         if _is_label(text, span):
             labels.append(span)
             continue
-        joined = [] if _NOT_PROSE.match(text, span.start) else labels[-_MAX_LABELS:]
+        describes = _starts_line(text, span) and not _NOT_PROSE.match(text, span.start)
+        joined = labels[-_MAX_LABELS:] if describes else []
         while joined and span.end - joined[0].start > _MAX_UNIT_CHARS:
             joined = joined[1:]
         units += labels[: len(labels) - len(joined)]
@@ -95,10 +96,14 @@ def statements(text: str) -> list[Span]:
 
 def _is_label(text: str, span: Span) -> bool:
     # A whole line of its own, short, without a sentence end.
-    line_start = text.rfind("\n", 0, span.start) + 1
     line_end = text.find("\n", span.end)
-    whole_line = not text[line_start : span.start].strip() and not text[span.end : len(text) if line_end < 0 else line_end].strip()
+    whole_line = _starts_line(text, span) and not text[span.end : len(text) if line_end < 0 else line_end].strip()
     return whole_line and not _NOT_PROSE.match(text, span.start) and _LABEL.fullmatch(text, span.start, span.end) is not None
+
+
+def _starts_line(text: str, span: Span) -> bool:
+    # Unindented: indented lines are code or a program's output, neither terms nor their descriptions.
+    return span.start == 0 or text[span.start - 1] == "\n"
 
 
 def sentence_around(text: str, span: Span, max_chars: int = 400) -> Span:

@@ -62,9 +62,10 @@ def literal(text: str) -> str:
 
 
 def quotable(docs: Sequence[ContextDoc]) -> list[str]:
-    """The sentences a quote may be: each statement of each document (a sentence, a term line with the
-    sentence below it: `statements`), as it stands in the prompt, but no Markdown heading while the documents hold any other sentence (a heading names a topic,
-    it states nothing to quote as evidence)."""
+    """The sentences a quote may be: each statement of each document (a sentence, or term lines with
+    the sentence below them: `statements`), as it stands in the prompt, but no Markdown heading while
+    the documents hold any other sentence (a heading names a topic, it states nothing to quote as
+    evidence)."""
     found = {doc.text[s.start : s.end] for doc in docs for s in statements(doc.text)}
     found = {s for s in found if s.strip()}
     prose = {s for s in found if not _HEADING.match(s)}

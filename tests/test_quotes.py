@@ -64,6 +64,7 @@ def test_a_term_on_its_own_line_goes_with_the_sentence_below_it():
     ("Pressure:\nIt takes 16 bar.", ["Pressure:", "It takes 16 bar."]),  # a lead-in ends in a colon
     ("See the table below\n# Limits\nIt takes 16 bar.", ["See the table below", "# Limits", "It takes 16 bar."]),
     ("The pump: model PC-220\n", ["The pump: model PC-220"]),  # nothing below to read it with
+    ("warning: 1 emitted\n    Finished in 2.9s\nAdd the lint.", ["warning: 1 emitted", "Finished in 2.9s", "Add the lint."]),  # code
     ("a\nb\nc\nd\ne\nIt takes 16 bar.", ["a", "b\nc\nd\ne\nIt takes 16 bar."]),  # at most 4 term lines
     ("pressure\n" + "It takes 16 bar" * 30 + ".", ["pressure", "It takes 16 bar" * 30 + "."]),  # no room beside a long sentence
     ("x" * 81 + "\nIt takes 16 bar.", ["x" * 81, "It takes 16 bar."]),  # too long for a term
