@@ -36,10 +36,9 @@ from serving.grounding import TERM_WEIGHT, match_signals, quotable  # noqa: E402
 WEIGHTS = (0.1, TERM_WEIGHT, 0.3)
 
 
-def rankings(question: str, docs, embed) -> dict[str, list[str]]:
-    """Each ranker's order of the context's quotable sentences (best first); the signals are
+def rankings(question: str, found: list[str], docs, embed) -> dict[str, list[str]]:
+    """Each ranker's order of `found`, the context's quotable sentences (best first); the signals are
     grounding's own (`match_signals`), so the TERM_WEIGHT row is `closest_sentences`' ranking."""
-    found = quotable(docs)
     vectors = embed([question, *found])
     with_title, terms = match_signals(question, found, docs, embed)
 
@@ -66,16 +65,17 @@ def main() -> None:
         first: dict[str, int] = {}
         three: dict[str, int] = {}
         answerable = 0
-        for item, found in zip(items, hits):
-            docs = [h.context_doc() for h in found]
+        for item, retrieved in zip(items, hits):
+            docs = [h.context_doc() for h in retrieved]
 
             def holds(sentence: str) -> bool:
                 return any(contains_answer(sentence, a) for a in item.answers)
 
-            if not any(holds(s) for s in quotable(docs)):
+            found = quotable(docs)
+            if not any(holds(s) for s in found):
                 continue
             answerable += 1
-            for name, ranked in rankings(item.question, docs, embedder.encode).items():
+            for name, ranked in rankings(item.question, found, docs, embedder.encode).items():
                 first[name] = first.get(name, 0) + holds(ranked[0])
                 three[name] = three.get(name, 0) + any(holds(s) for s in ranked[:3])
         print(f"\n{qa_file}: {len(items)} questions, {answerable} with a gold answer in a context sentence (k {cfg.evaluation.k})")
