@@ -35,6 +35,12 @@ from training.tokenization import IGNORE, TokenizedExample, tokenize_example
 
 CHECKPOINTS = "checkpoints"
 KEEP_CHECKPOINTS = 2
+# On CPU one example per forward pass: batching gains nothing there at a thousand tokens a row,
+# and a batch's activations outgrow glibc's 32 MB mmap threshold, so every step maps fresh pages
+# and returns them on free. On a VM that hands freed pages back to its host (free page
+# reporting), that page churn can cost more than the compute (benchmarks/train_bench.py,
+# docs/benchmarks.md). The gradient is the same: the losses are summed, then divided once.
+_CPU_BATCH = 1
 
 
 class TrainingError(RuntimeError):
@@ -103,6 +109,8 @@ def train(base: BaseModel, dataset_dir: Path, run_dir: Path, s: TrainingConfig, 
     for step in range(start, total_steps):
         began = time.perf_counter()
         micro = [[train_set[i] for i in batch] for batch in plan[step]]
+        if not cuda:
+            micro = [[ex] for batch in micro for ex in batch]  # see _CPU_BATCH
         n_trained = sum(ex.n_trained for batch in micro for ex in batch)
         step_loss = 0.0
         for n, batch in enumerate(micro):
@@ -123,7 +131,7 @@ def train(base: BaseModel, dataset_dir: Path, run_dir: Path, s: TrainingConfig, 
         bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", tok_s=f"{history['tokens'] / history['seconds']:.0f}")
         bar.update()
         if s.eval_every and done % s.eval_every == 0 and done < total_steps and eval_set:
-            history.setdefault("eval_loss", []).append((done, evaluate_loss(model, eval_set, s.batch_size, accelerator)))
+            history.setdefault("eval_loss", []).append((done, evaluate_loss(model, eval_set, s.batch_size if cuda else _CPU_BATCH, accelerator)))
             model.train()
         if s.save_every and done % s.save_every == 0 and done < total_steps and accelerator.is_main_process:
             _save_checkpoint(run_dir, done, accelerator.unwrap_model(model), optimizer, scheduler, history)
@@ -136,7 +144,7 @@ def train(base: BaseModel, dataset_dir: Path, run_dir: Path, s: TrainingConfig, 
         **train_stats,
         "train_loss_first": history["train_loss"][0] if history["train_loss"] else None,
         "train_loss_last": _mean(history["train_loss"][-10:]),
-        "eval_loss": evaluate_loss(model, eval_set, s.batch_size, accelerator) if eval_set else None,
+        "eval_loss": evaluate_loss(model, eval_set, s.batch_size if cuda else _CPU_BATCH, accelerator) if eval_set else None,
         "tokens": history["tokens"],
         "train_seconds": round(history["seconds"], 2),
         "tokens_per_s": round(history["tokens"] / history["seconds"], 1) if history["seconds"] else None,
