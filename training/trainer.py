@@ -35,12 +35,12 @@ from training.tokenization import IGNORE, TokenizedExample, tokenize_example
 
 CHECKPOINTS = "checkpoints"
 KEEP_CHECKPOINTS = 2
-# On CPU one example per forward pass: batching gains nothing there at a thousand tokens a row,
-# and a batch's activations outgrow glibc's 32 MB mmap threshold, so every step maps fresh pages
-# and returns them on free. On a VM that hands freed pages back to its host (free page
-# reporting), that page churn can cost more than the compute (benchmarks/train_bench.py,
-# docs/benchmarks.md). The gradient is the same: the losses are summed, then divided once.
-_CPU_BATCH = 1
+# Examples per forward pass on CPU. Batching gains nothing there at a thousand tokens a row, and
+# a batch's activations outgrow glibc's 32 MB mmap threshold, so each step maps fresh pages and
+# hands them back on free; on a VM with free page reporting that page churn can cost more than
+# the compute (docs/benchmarks.md, benchmarks/train_bench.py). The gradient is the same either
+# way: the losses are summed, then divided once.
+CPU_ROWS = 1
 
 
 class TrainingError(RuntimeError):
@@ -76,6 +76,7 @@ def train(base: BaseModel, dataset_dir: Path, run_dir: Path, s: TrainingConfig, 
     if not train_set:
         raise TrainingError(f"{dataset_dir} has no training example that fits max_seq_len={s.max_seq_len}")
     plan = _batch_plan(train_set, s, accelerator.num_processes, accelerator.process_index)
+    rows = s.batch_size if cuda else CPU_ROWS  # examples per forward pass
     total_steps = len(plan)
 
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.bfloat16 if bf16 else torch.float32)
@@ -109,8 +110,7 @@ def train(base: BaseModel, dataset_dir: Path, run_dir: Path, s: TrainingConfig, 
     for step in range(start, total_steps):
         began = time.perf_counter()
         micro = [[train_set[i] for i in batch] for batch in plan[step]]
-        if not cuda:
-            micro = [[ex] for batch in micro for ex in batch]  # see _CPU_BATCH
+        micro = [batch[i : i + rows] for batch in micro for i in range(0, len(batch), rows)]
         n_trained = sum(ex.n_trained for batch in micro for ex in batch)
         step_loss = 0.0
         for n, batch in enumerate(micro):
@@ -131,7 +131,7 @@ def train(base: BaseModel, dataset_dir: Path, run_dir: Path, s: TrainingConfig, 
         bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", tok_s=f"{history['tokens'] / history['seconds']:.0f}")
         bar.update()
         if s.eval_every and done % s.eval_every == 0 and done < total_steps and eval_set:
-            history.setdefault("eval_loss", []).append((done, evaluate_loss(model, eval_set, s.batch_size if cuda else _CPU_BATCH, accelerator)))
+            history.setdefault("eval_loss", []).append((done, evaluate_loss(model, eval_set, rows, accelerator)))
             model.train()
         if s.save_every and done % s.save_every == 0 and done < total_steps and accelerator.is_main_process:
             _save_checkpoint(run_dir, done, accelerator.unwrap_model(model), optimizer, scheduler, history)
@@ -144,7 +144,7 @@ def train(base: BaseModel, dataset_dir: Path, run_dir: Path, s: TrainingConfig, 
         **train_stats,
         "train_loss_first": history["train_loss"][0] if history["train_loss"] else None,
         "train_loss_last": _mean(history["train_loss"][-10:]),
-        "eval_loss": evaluate_loss(model, eval_set, s.batch_size if cuda else _CPU_BATCH, accelerator) if eval_set else None,
+        "eval_loss": evaluate_loss(model, eval_set, rows, accelerator) if eval_set else None,
         "tokens": history["tokens"],
         "train_seconds": round(history["seconds"], 2),
         "tokens_per_s": round(history["tokens"] / history["seconds"], 1) if history["seconds"] else None,
