@@ -106,9 +106,10 @@ def _starts_line(text: str, span: Span) -> bool:
     return span.start == 0 or text[span.start - 1] == "\n"
 
 
-def sentence_around(text: str, span: Span, max_chars: int = 400) -> Span:
-    """The sentence(s) holding `span`, cut to about `max_chars` around it at word edges."""
-    parts = [s for s in sentences(text) if s.end > span.start and s.start < span.end]
+def statement_around(text: str, span: Span, max_chars: int = 400) -> Span:
+    """The statement(s) holding `span` (the units a quote may be: `statements`), cut to about
+    `max_chars` around it at word edges."""
+    parts = [s for s in statements(text) if s.end > span.start and s.start < span.end]
     if not parts:
         return span
     start, end = parts[0].start, parts[-1].end

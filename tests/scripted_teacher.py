@@ -20,7 +20,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from contracts.prompt import ANSWER_PREFIX, quote
-from contracts.textmatch import find_span, sentence_around
+from contracts.textmatch import find_span, statement_around
 
 _NUMBER_SENTENCE = re.compile(r"[^.\n]*?\b(\d+(?:\.\d+)?(?: [a-zA-Z%]+)?)\b[^.\n]*\.")
 
@@ -65,7 +65,7 @@ class ScriptedTeacher:
         if "fabricate" in question:
             return f"The passage says {quote('The moon is made of green cheese.')}\n{ANSWER_PREFIX} {answer}"
         span = find_span(answer, text)
-        sentence = text[sentence_around(text, span).start : sentence_around(text, span).end] if span else text[:80]
+        sentence = text[statement_around(text, span).start : statement_around(text, span).end] if span else text[:80]
         if self.sloppy:
             sentence = sentence[0].swapcase() + sentence[1:]
         return f"The document states it directly: {quote(sentence)} So the answer is {answer}.\n{ANSWER_PREFIX} {answer}"

@@ -3,7 +3,7 @@
 import pytest
 
 from contracts.prompt import parse_output, quote
-from contracts.textmatch import find_span, normalize_answer, sentence_around, sentences, statements
+from contracts.textmatch import find_span, normalize_answer, statement_around, sentences, statements
 from tests.conftest import OPTIONS_TEXT
 from training.quotes import abstain_answer, check_quotes, evidence_span, extractive_answer
 
@@ -74,10 +74,10 @@ def test_only_short_term_lines_join_the_sentence_below(text, units):
     assert texts(text) == units
 
 
-def test_sentence_around_is_cut_at_word_edges_when_too_long():
+def test_statement_around_is_cut_at_word_edges_when_too_long():
     text = "word " * 200 + "the answer is 42 units " + "word " * 200
     span = find_span("42 units", text)
-    cut = sentence_around(text, span, max_chars=60)
+    cut = statement_around(text, span, max_chars=60)
     piece = text[cut.start : cut.end]
     assert "42 units" in piece and len(piece) <= 62
     assert not piece.startswith("ord") and text[cut.start - 1] == " "
@@ -91,6 +91,15 @@ def test_extractive_answer_quotes_the_sentence_verbatim():
     assert 'document 3 ("PC-220 Manual")' in out
     assert extractive_answer("16 bar", CHUNK, 3, "t", "direct") == "<ANSWER>: 16 bar"
     assert extractive_answer("230 V", CHUNK, 1, "t", "cot") is None
+
+
+def test_training_quotes_a_term_with_the_sentence_that_describes_it():
+    # The served grammar admits "--include-ignored" only together with its description, so the
+    # extractive teacher quotes the same statement.
+    out = extractive_answer("--include-ignored", OPTIONS_TEXT, 2, "libtest", "cot")
+    assert parse_output(out).quotes == ("--include-ignored\nRuns both ignored and non-ignored tests.",)
+    span = evidence_span("30", OPTIONS_TEXT)
+    assert OPTIONS_TEXT[span.start : span.end].startswith("http.timeout\nType: integer\nDefault: 30\n")
 
 
 def test_evidence_falls_back_to_the_sentence_with_most_answer_tokens():

@@ -1,6 +1,6 @@
 """Chain-of-thought answers whose quotes are verbatim in the oracle chunk.
 
-Two sources of reasoning: the extractive teacher here (offline: the oracle sentence that
+Two sources of reasoning: the extractive teacher here (offline: the oracle statement that
 holds the reference answer, quoted), and a teacher LLM (training/teacher.py) whose quotes
 `check_quotes` verifies against the oracle and repairs by snapping to the closest exact span.
 """
@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from contracts.prompt import QUOTE_PATTERN, UNKNOWN_ANSWER, AnswerStyle, format_answer, parse_output, quote
-from contracts.textmatch import Span, find_span, sentence_around, sentences, token_recall
+from contracts.textmatch import Span, find_span, sentences, statement_around, statements, token_recall
 
 MIN_SUPPORT = 0.8  # share of answer tokens a sentence must hold when the answer is not verbatim
 MIN_SIMILARITY = 0.85  # how close a teacher's quote must be to an exact span to be repaired
@@ -29,22 +29,24 @@ class QuoteCheck:
 
 
 def evidence_span(answer: str, text: str, max_chars: int = 400) -> Span | None:
-    """The sentence of `text` that supports `answer`, or None when none does.
+    """The statement of `text` that supports `answer`, or None when none does.
 
-    First the sentence holding the answer verbatim; else the sentence holding most of the
-    answer's tokens (at least MIN_SUPPORT of them), for answers phrased apart from the text.
+    First the statement holding the answer verbatim; else the one holding most of the answer's
+    tokens (at least MIN_SUPPORT of them), for answers phrased apart from the text. Statements
+    are what grounded decoding lets the served model quote (a sentence, or a term line with the
+    sentence that describes it), so training quotes the same units.
     """
     span = find_span(answer, text)
     if span is not None:
-        return sentence_around(text, span, max_chars)
-    best = max(sentences(text), key=lambda s: token_recall(answer, text[s.start : s.end]), default=None)
+        return statement_around(text, span, max_chars)
+    best = max(statements(text), key=lambda s: token_recall(answer, text[s.start : s.end]), default=None)
     if best is not None and token_recall(answer, text[best.start : best.end]) >= MIN_SUPPORT:
-        return sentence_around(text, best, max_chars)
+        return statement_around(text, best, max_chars)
     return None
 
 
 def extractive_answer(answer: str, oracle_text: str, doc_number: int, title: str, style: AnswerStyle) -> str | None:
-    """The assistant turn built from the reference answer and the oracle sentence that holds it.
+    """The assistant turn built from the reference answer and the oracle statement that holds it.
 
     `doc_number` is the oracle's position in the context, so the reasoning cites the document
     the way the model sees it. None when the oracle does not support the answer.
