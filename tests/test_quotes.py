@@ -3,7 +3,7 @@
 import pytest
 
 from contracts.prompt import parse_output, quote
-from contracts.textmatch import find_span, normalize_answer, statement_around, sentences, statements
+from contracts.textmatch import find_span, normalize_answer, sentences, statement_around, statements
 from tests.conftest import OPTIONS_TEXT
 from training.quotes import abstain_answer, check_quotes, evidence_span, extractive_answer
 
