@@ -65,7 +65,8 @@ class ScriptedTeacher:
         if "fabricate" in question:
             return f"The passage says {quote('The moon is made of green cheese.')}\n{ANSWER_PREFIX} {answer}"
         span = find_span(answer, text)
-        sentence = text[statement_around(text, span).start : statement_around(text, span).end] if span else text[:80]
+        unit = statement_around(text, span) if span else None
+        sentence = text[unit.start : unit.end] if unit else text[:80]
         if self.sloppy:
             sentence = sentence[0].swapcase() + sentence[1:]
         return f"The document states it directly: {quote(sentence)} So the answer is {answer}.\n{ANSWER_PREFIX} {answer}"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from contracts.prompt import QUOTE_PATTERN, UNKNOWN_ANSWER, AnswerStyle, format_answer, parse_output, quote
 from contracts.textmatch import Span, find_span, sentences, statement_around, statements, token_recall
 
-MIN_SUPPORT = 0.8  # share of answer tokens a sentence must hold when the answer is not verbatim
+MIN_SUPPORT = 0.8  # share of answer tokens a statement must hold when the answer is not verbatim
 MIN_SIMILARITY = 0.85  # how close a teacher's quote must be to an exact span to be repaired
 
 
