@@ -128,7 +128,8 @@ def parse_output(output: str) -> ParsedOutput:
 
     Tolerates what small models do: extra text after the answer line (only its first line
     counts), a missing space after the colon, unbalanced quote markers (then well_formed is
-    False and the complete spans still count).
+    False and the complete spans still count), an answer cut at the dot of a quoted file name or
+    number (`whole_token_answer`).
     """
     at = output.rfind(ANSWER_PREFIX)
     if at == -1:
@@ -139,7 +140,50 @@ def parse_output(output: str) -> ParsedOutput:
         reasoning = output[:at].strip()
     quotes = tuple(q.strip() for q in QUOTE_PATTERN.findall(output) if q.strip())
     balanced = output.count(BEGIN_QUOTE) == output.count(END_QUOTE) == len(QUOTE_PATTERN.findall(output))
+    answer = whole_token_answer(answer, quotes) if answer else answer
     return ParsedOutput(answer or None, quotes, reasoning, bool(answer) and balanced)
+
+
+# What follows a dotted token's first part ("mod" of "mod.rs", "1" of "1.5", "rustup-init" of
+# "rustup-init.exe"), and the marks that end a sentence or enclose a token rather than belong to it.
+_DOTTED_REST = re.compile(r"\.\w\S*")
+_TRAILING_MARKS = ".,;:!?"
+_CLOSERS = {")": "(", "]": "[", "}": "{", '"': '"', "'": "'"}
+
+
+def whole_token_answer(answer: str, quotes: Sequence[str]) -> str:
+    """`answer`, completed when it stops at the dot inside a token of one of its own `quotes`.
+
+    The training targets end "So the answer is X.", and a small model takes the first period
+    of a file name or version for that sentence end: it quotes "... such as tests/common/mod.rs
+    and ..." and answers "tests/common/mod". Such an answer gets the rest of the quoted token
+    ("tests/common/mod.rs"), without the marks that end a sentence or close a bracket opened
+    before it, when every place its quotes hold the answer is such a cut. Any other answer is
+    returned as it is.
+    """
+    stem = answer.rstrip(_TRAILING_MARKS)
+    if not stem or not (stem[-1].isalnum() or stem[-1] == "_"):
+        return answer
+    rests = [_DOTTED_REST.match(q, at + len(stem)) for q in quotes for at in _occurrences(stem, q)]
+    if not rests or not all(rests):
+        return answer  # not quoted, or quoted as it is somewhere ("Cargo" beside "Cargo.toml")
+    return stem + _token_tail(stem.split()[-1], rests[0].group(0))
+
+
+def _occurrences(needle: str, text: str) -> list[int]:
+    found, at = [], text.find(needle)
+    while at != -1:
+        found.append(at)
+        at = text.find(needle, at + 1)
+    return found
+
+
+def _token_tail(head: str, tail: str) -> str:
+    # `head` is the token's part the answer has, `tail` the rest: a closing mark stays only when the token opened it.
+    tail = tail.rstrip(_TRAILING_MARKS)
+    while tail and tail[-1] in _CLOSERS and _CLOSERS[tail[-1]] not in head + tail[:-1]:
+        tail = tail[:-1].rstrip(_TRAILING_MARKS)
+    return tail
 
 
 def _attr(value: str) -> str:

@@ -139,7 +139,7 @@ class RagChatService:
 
     async def _events(self, p: Prepared, upstream: Any, t: float) -> AsyncIterator[str]:
         writer = ChunkWriter(p.body.model)
-        output, sent, finish = "", 0, None
+        output, visible, sent, finish = "", None, 0, None
         yield writer.event({"role": "assistant", "content": ""})
         try:
             async for chunk in upstream:
@@ -163,6 +163,8 @@ class RagChatService:
         parsed = parse_output(output)
         if parsed.answer is None and not p.body.raft.reasoning and output[sent:]:
             yield writer.event({"content": output[sent:]})  # no answer line: the whole output is the answer
+        elif not p.body.raft.reasoning and visible and parsed.answer and parsed.answer != visible and parsed.answer.startswith(visible):
+            yield writer.event({"content": parsed.answer[len(visible) :]})  # the parser completed a cut answer ("mod" -> "mod.rs")
         citations = [c.to_dict() for c in cite(parsed.quotes, p.context)]
         yield writer.event({}, finish or "stop", citations=citations, raft=_raft_fields(p, parsed))
         yield writer.DONE

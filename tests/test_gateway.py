@@ -54,6 +54,7 @@ class FakeVLLM:
         self.timeout = False  # vLLM accepts the connection but answers nothing in time
         self.tokens_per_byte = 0.25
         self.token_delay_s = 0.0
+        self.cut_at_dot = False  # the answer stops at a dot inside a word ("mod" of "mod.rs"), as small models' do
         self.requests: list[dict] = []
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -94,7 +95,10 @@ class FakeVLLM:
                 quoted += texts
                 reasoning.append(f"Document {n} says " + " ".join(quote(t) for t in texts) + ". ")
         # The answer: the first words of its first quote, as written there (so it is grounded in what it quoted).
-        answer = re.match(r"\S+(?: \S+){0,3}", quoted[0]).group(0).split(" ") if quoted else ["I", "don't", "know"]
+        answer = re.match(r"\S+(?: \S+){0,3}", quoted[0]).group(0) if quoted else "I don't know"
+        if self.cut_at_dot and (cut := re.search(r"\w(?=\.\w)", answer)):
+            answer = answer[: cut.end()]
+        answer = answer.split(" ")
         return reasoning + [f"\n{ANSWER_PREFIX}"] + [f" {w}" for w in answer]
 
     async def _events(self, model: str, pieces: list[str]):
@@ -137,7 +141,7 @@ def gateway(embedder, tmp_path_factory):
 def fake(gateway):
     url, fake = gateway
     yield fake
-    fake.down, fake.timeout, fake.tokens_per_byte, fake.token_delay_s = False, False, 0.25, 0.0
+    fake.down, fake.timeout, fake.tokens_per_byte, fake.token_delay_s, fake.cut_at_dot = False, False, 0.25, 0.0, False
     fake.requests.clear()
 
 
@@ -240,6 +244,22 @@ def test_caller_documents_are_the_whole_context_and_are_cited(gateway, fake):
         events = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")]
     assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events) == "The Z9 widget weighs"
     assert events[-1]["raft"] == body["raft"] and events[-1]["citations"] == body["citations"], "streamed or not, the same extras"
+
+
+def test_an_answer_cut_at_the_dot_of_a_quoted_file_name_is_served_whole_streaming_or_not(gateway, fake):
+    url, _ = gateway
+    fake.cut_at_dot = True
+    docs = [{"text": "tests/common/mod.rs holds the code that every integration test shares.", "title": "Cargo targets"}]
+    ask_for = question("Where does code shared by integration tests go?", documents=docs)
+    raw = ask(url, {**ask_for, "raft": {"reasoning": True}}).json()
+    assert raw["choices"][0]["message"]["content"].endswith(f"{ANSWER_PREFIX} tests/common/mod"), "the model's own line is cut"
+    body = ask(url, ask_for).json()
+    assert body["choices"][0]["message"]["content"] == body["raft"]["answer"] == "tests/common/mod.rs"
+    assert body["raft"]["grounded"] is True
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json={**ask_for, "stream": True}, headers=PUBLIC, timeout=30) as reply:
+        events = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")]
+    assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events) == "tests/common/mod.rs"
+    assert events[-1]["raft"]["answer"] == "tests/common/mod.rs"
 
 
 def test_a_stream_broken_off_ends_with_an_error_event_and_done(gateway, fake):

@@ -56,6 +56,27 @@ def test_parser_on_malformed_outputs(output, answer, quotes, well_formed):
     assert (parsed.answer, parsed.quotes, parsed.well_formed) == (answer, quotes, well_formed)
 
 
+@pytest.mark.parametrize(
+    "answer, quoted, completed",
+    [
+        ("tests/common/mod", "share code in tests/common/mod.rs and then import it.", "tests/common/mod.rs"),
+        ("tests/common/mod.", "share code in tests/common/mod.rs and then import it.", "tests/common/mod.rs"),
+        ("rustup-init", "Download and run rustup-init.exe.", "rustup-init.exe"),
+        ("[patch", "Use [patch.crates-io] to override it.", "[patch.crates-io]"),
+        ("mod", "(see mod.rs).", "mod.rs"),
+        ("3", "It grew by 3.5 million people.", "3.5"),
+        ("Cargo", "Cargo reads Cargo.toml.", "Cargo"),  # also quoted whole: kept
+        ("Denver", "A Denver-based firm.", "Denver"),
+        ("16 bar", "It is rated for 16 bar.", "16 bar"),
+        ("step 1", "Do step 1. Then close it.", "step 1"),
+        ("main", "Not quoted: main.rs.", "main"),
+    ],
+)
+def test_an_answer_cut_at_the_dot_of_a_quoted_token_is_completed(answer, quoted, completed):
+    quoted = "" if quoted.startswith("Not quoted") else quote(quoted)
+    assert parse_output(f"It says {quoted}\n{ANSWER_PREFIX} {answer}").answer == completed
+
+
 def test_a_stored_example_renders_through_this_module():
     example = {"question": "How fast is the P200?", "style": "cot", "target": "<ANSWER>: 42 litres per minute",
                "context": [{"chunk_id": "c1", "doc_id": "pump", "text": DOCS[0].text, "title": DOCS[0].title, "source": DOCS[0].source}]}
