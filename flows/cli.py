@@ -15,7 +15,7 @@ import os
 import sys
 import textwrap
 import time
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -399,9 +399,7 @@ def _eval(cfg: RaftConfig, args: argparse.Namespace) -> int:
         return 0
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{'setting':<12}" + "".join(f"{title:>{len(title) + 2}}" for _, title in COLUMNS))
-    for name, m in results["settings"].items():
-        print(f"{name:<12}" + "".join(f"{_fmt(m.get(key)):>{len(title) + 2}}" for key, title in COLUMNS))
+    print("\n".join(settings_table(results["settings"], COLUMNS)))
     for name, by_k in results["k_sweep"].items():
         print(f"{name} F1 by k: " + ", ".join(f"k={k} {m['f1']:.3f}" for k, m in by_k.items()))
     r = results["retrieval"]
@@ -578,6 +576,17 @@ def _log_to_stderr() -> None:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+
+
+def settings_table(settings: dict[str, dict[str, Any]], columns: Sequence[tuple[str, str]]) -> list[str]:
+    """The lines of a plain-text table: a row per setting, a column per (key, title) of `columns`,
+    each as wide as its widest cell and two spaces apart."""
+    names = max(len("setting"), *(len(n) for n in settings))
+    widths = [max(len(title), *(len(_fmt(m.get(key))) for m in settings.values())) for key, title in columns]
+    lines = ["setting".ljust(names) + "".join(f"  {title:>{w}}" for (_, title), w in zip(columns, widths))]
+    for name, m in settings.items():
+        lines.append(name.ljust(names) + "".join(f"  {_fmt(m.get(key)):>{w}}" for (key, _), w in zip(columns, widths)))
+    return lines
 
 
 def _fmt(value: Any) -> str:

@@ -127,3 +127,15 @@ def test_the_temporary_prefect_server_gets_time_to_start_unless_the_user_says_ot
     # Prefect reads its settings when imported: the CLI module must not import it before main() sets them.
     probe = "import sys, flows.cli; sys.exit('prefect' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], cwd=REPO).returncode == 0
+
+
+def test_the_eval_table_keeps_every_column_apart():
+    from evaluation.report import COLUMNS
+    from flows.cli import settings_table
+
+    settings = {"raft_rag": {"n": 41, "em": 0.4878, "f1": 0.5358, "answer_contained": 0.5122, "wrong_idk": 0.0976, "idk_without_answer": None},
+                "oracle": {"n": 41, "em": 0.4878, "f1": 0.5572, "latency_s": 140.325}}
+    header, *rows = settings_table(settings, COLUMNS)
+    assert [row.split()[:4] for row in rows] == [["raft_rag", "41", "0.488", "0.536"], ["oracle", "41", "0.488", "0.557"]]
+    assert all(len(row.split()) == len(COLUMNS) + 1 for row in rows), "one cell per column, none run together"
+    assert {len(line) for line in (header, *rows)} == {len(header)}, "the columns line up"
