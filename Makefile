@@ -22,12 +22,17 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/raft run $(RUN_ARGS)
 
+# Two pytest-xdist workers: on 2 cores the serial suite kept one core idle about half the time
+# (waits on start-ups and subprocesses). Tests are grouped in tests/conftest.py; TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 # The edit-test loop: everything but the end-to-end tests marked slow (vLLM start-ups, trainings, flows).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # Re-freeze the lock from the current environment (after changing dependencies in pyproject.toml).
 lock: $(STAMP)

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from contracts.settings import ChunkingConfig, EmbeddingConfig, QdrantConfig, VLLMConfig
 from retrieval.embedding import Embedder
@@ -31,15 +32,47 @@ MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EAGER = ["--enforce-eager"]
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`make test`'s two xdist workers (`--dist loadfile`): the tests of a file run on one worker, so
+    its module fixtures are built once, and the files that ask the session's vLLM (`session_vllm`)
+    run on one worker together, so that vLLM starts once. (xdist's own `loadgroup` marks are lost
+    on pytest 9, which no longer reads the node id xdist rewrites.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    shared = {f"tests/{p.name}" for p in Path(__file__).parent.glob("test_*.py") if "session_vllm" in p.read_text()}
+
+    class SessionVLLMScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return "session-vllm" if file in shared else file
+
+    return SessionVLLMScheduling(config, log)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def vllm_for_tests():
     """Every vLLM the tests start (directly, or through `raft` commands and their subprocesses) runs
-    EAGER, with its OpenMP threads on every core: vLLM-CPU's default keeps a core for its API
-    server, which on 2 cores costs 1.5-2x while the test process only waits for it (a batch
-    of 8 answers: 7.0 s against 13.7 s, benchmarks/vllm_cpu_bench.py)."""
+    EAGER, with its OpenMP threads on every core this process may use: vLLM-CPU's default keeps a
+    core for its API server, which on 2 cores costs 1.5-2x while the test process only waits for
+    it (a batch of 8 answers: 7.0 s against 13.7 s, benchmarks/vllm_cpu_bench.py).
+
+    Under xdist each worker keeps to its own share of the cores, and so do the processes it starts:
+    two workers whose trainings and vLLMs each spread OpenMP threads over both cores of a
+    2-core machine spun against each other (a 31 s training test took 180 s; the suite's CPU
+    time doubled)."""
+    cores = sorted(os.sched_getaffinity(0))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and len(cores) > 1:
+        cores = cores[int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw")) % len(cores) :: min(workers, len(cores))]
+        os.sched_setaffinity(0, cores)
+        import torch
+
+        torch.set_num_threads(len(cores))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAFT_VLLM_EXTRA_ARGS", ",".join(EAGER))
-        mp.setenv("VLLM_CPU_OMP_THREADS_BIND", ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0))))
+        mp.setenv("VLLM_CPU_OMP_THREADS_BIND", ",".join(str(cpu) for cpu in cores))
         mp.setenv("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         yield
 
@@ -224,7 +257,8 @@ def base_model(request, tmp_path_factory):
     converter = hashlib.sha256((REPO / "training" / "base_model.py").read_bytes()).hexdigest()[:12]
     cache = getattr(request.config, "cache", None)
     work = cache.mkdir(f"base-model-{converter}") if cache is not None else tmp_path_factory.mktemp("base-work")
-    return resolve_base_model(EMBEDDED, work)
+    with FileLock(work / ".lock"):  # the other xdist worker converts into the same cache folder
+        return resolve_base_model(EMBEDDED, work)
 
 
 @pytest.fixture(scope="session")
