@@ -43,6 +43,7 @@ from retrieval.index import StoreError
 from serving.vllm_process import VLLMError
 from training.base_model import resolve_base_model
 from training.dataset_folder import check_dataset, dataset_hash, latest_dataset
+from training.quotes import EXTRACTIVE_TEACHER
 from training.registry import get_version, list_versions, read_aliases
 
 CORPUS_CHANGED = "raft.corpus.changed"
@@ -163,7 +164,7 @@ def build_dataset(config: str | None = None, overrides: dict[str, Any] | None = 
         "corpus": corpus_digest, "index": index_settings(cfg).signature, "qa": sha256(qa.read_bytes()) if qa else None,
         "search": cfg.search.mode,  # the hard negatives are what search ranks near each question
         "dataset": cfg.dataset.model_dump(mode="json"), "teacher": cfg.teacher.model_dump(mode="json", exclude={"api_key"}),
-        "prompt_format": PROMPT_FORMAT, "work_dir": str(cfg.work_dir.resolve()),
+        "prompt_format": PROMPT_FORMAT, "extractive_teacher": EXTRACTIVE_TEACHER, "work_dir": str(cfg.work_dir.resolve()),
     })
     result, cached = _run_cached(_dataset, cfg, (cfg, key), lambda made: Path(made["path"]).is_dir())
     return {**result, "cached": cached}

@@ -132,3 +132,14 @@ def test_abstain_answer_parses_as_unknown():
 
 def test_normalize_answer_is_squad_style():
     assert normalize_answer("The  16-bar Limit!") == "16bar limit"
+
+
+def test_the_teacher_fingerprint_follows_the_evidence_it_picks(monkeypatch):
+    import training.quotes as quotes
+
+    assert quotes._teacher_fingerprint() == quotes.EXTRACTIVE_TEACHER
+    monkeypatch.setattr(quotes, "statement_around", lambda text, span, max_chars=400: span)  # quote the answer alone
+    assert quotes._teacher_fingerprint() != quotes.EXTRACTIVE_TEACHER
+    monkeypatch.undo()
+    monkeypatch.setattr(quotes, "MIN_SUPPORT", 0.5)
+    assert quotes._teacher_fingerprint() != quotes.EXTRACTIVE_TEACHER

@@ -8,6 +8,7 @@ holds the reference answer, quoted), and a teacher LLM (training/teacher.py) who
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -112,3 +113,20 @@ def _closest_span(needle: str, text: str) -> Span | None:
             if ratio > best_ratio:
                 best, best_ratio = Span(spans[i].start, spans[j].end), ratio
     return best if best_ratio >= MIN_SIMILARITY else None
+
+
+def _teacher_fingerprint() -> str:
+    """A hash of what the extractive teacher writes for fixed probes (an answer inside a sentence, a
+    term on its own line, answers phrased apart from the text with enough support and without,
+    no oracle, a quote to repair): a change to how it picks or writes evidence changes it, a
+    change to comments does not."""
+    text = ("Overview\nThe PC-220 runs on 24 V DC. Dr. Smith wrote it in 2021.\n"
+            "--no-deps\nBuilds only this package, not its dependencies.\n")
+    probes = [extractive_answer(answer, text, 2, "Title", "cot") for answer in ("24 V DC", "--no-deps", "Smith, 2021", "Smith in 1999", "absent")]
+    probes += [abstain_answer("cot"), check_quotes(f"{quote('the pc-220 runs on 24 V DC')}\n<ANSWER>: 24 V", text, "cot").output]
+    return hashlib.sha256(repr(probes).encode()).hexdigest()[:16]
+
+
+# Part of the dataset's cache key (flows/pipeline.py): a work dir builds its examples again when
+# the teacher's evidence changes, instead of training on quotes an earlier version chose.
+EXTRACTIVE_TEACHER = _teacher_fingerprint()
