@@ -54,7 +54,7 @@ class FakeVLLM:
         self.timeout = False  # vLLM accepts the connection but answers nothing in time
         self.tokens_per_byte = 0.25
         self.token_delay_s = 0.0
-        self.cut_at_dot = False  # the answer stops at a dot inside a word ("mod" of "mod.rs"), as small models' do
+        self.cut_at_dot = False  # the answer stops at a dot inside a word ("mod" of "mod.rs"), as small models do
         self.requests: list[dict] = []
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
