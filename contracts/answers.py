@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 
 from contracts.prompt import UNKNOWN_ANSWER, ContextDoc
-from contracts.textmatch import find_span, normalize_answer
+from contracts.textmatch import answer_tokens, find_span, normalize_answer
 
 # Containment compares words: any punctuation mark, ASCII or not, separates two ("Empire[1]",
 # "“Resign.”"), where SQuAD's normal form (kept for EM and F1) deletes ASCII marks only and so
@@ -54,3 +54,25 @@ def _words(text: str) -> str:
 def answer_in_quotes(answer: str, quotes: Sequence[str]) -> bool:
     """Whether `answer` occurs, on word boundaries after normalisation, in one of `quotes`."""
     return any(contains_answer(q, answer) for q in quotes)
+
+
+# Words that name nothing on their own: a span starting with one of them is not a new answer.
+FUNCTION_WORDS = frozenset(
+    "a an the of in on at to for from by with as into about than and or but nor so is are was were be been being has "
+    "have had do does did it its this that these those which who whom whose what when where why how not no".split()
+)
+_CHOICE = re.compile(r"\bor\b", re.IGNORECASE)
+
+
+def echoes_question(answer: str, question: str) -> bool:
+    """Whether `answer` only repeats words of `question` ("What did Mitsubishi rename its Forte
+    to?" -> "Forte"), when the question offers no choice between named alternatives ("... A or B?",
+    whose answer is one of its own words). Gold answers are such echoes in 6 of 851 questions of
+    the squad, sample and rustdocs QA files; of the tuned models' echoes (raft_rag and oracle, the
+    last report of each corpus before this test existed) 42 of 44 held no gold answer
+    (docs/benchmarks.md)."""
+    words = answer_tokens(answer)
+    if not words or is_abstention(answer) or _CHOICE.search(question):
+        return False
+    asked = set(answer_tokens(question))
+    return all(w in asked for w in words)

@@ -55,6 +55,12 @@ class Completion:
     finish_reason: str
     latency_s: float
 
+    def continued(self, prefix: str, more: Completion) -> Completion:
+        """This completion's text cut to `prefix` and continued by `more` (a second request that
+        continued the assistant turn), with both requests' tokens and time."""
+        return Completion(prefix + more.text, self.prompt_tokens, self.completion_tokens + more.completion_tokens,
+                          more.finish_reason, self.latency_s + more.latency_s)
+
 
 def model_client(base_url: str, timeout_s: float = 900, api_key: str | None = None) -> openai.OpenAI:
     """A synchronous client for the server at `base_url` (ends in /v1); safe to share between threads."""

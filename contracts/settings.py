@@ -218,6 +218,10 @@ class GenerationConfig(_Section):
         "free", description="constrained: free: the answer is any one line, checked against the quotes afterwards; span: "
         "consecutive words of the one sentence quoted (or \"I don't know\" without a quote)",
     )
+    reask_echoes: bool = Field(
+        True, description="constrained: an answer made only of the question's words (not a choice the question offers) is asked "
+        "again once, continuing the output with words of its own quote that the question does not hold",
+    )
 
 
 class FlowsConfig(_Section):

@@ -30,8 +30,12 @@ def run_jobs(
     def ask(job: Job) -> dict[str, Any]:
         messages = build_messages(job.question.question, job.docs)
         done = complete(client, job.model, messages, sampling, grounder.request_fields(job.question.question, job.docs) or None)
+        reask = grounder.reask(job.question.question, done.text)
+        more = reask.sampling(sampling, done.completion_tokens) if reask else None
+        if reask and more:
+            done = done.continued(reask.prefix, complete(client, job.model, reask.messages(messages), more, reask.extra_body()))
         on_done()
-        return _row(job, done, score_output(done.text, job.question.references, job.docs))
+        return _row(job, done, score_output(done.text, job.question.references, job.docs), reasked=bool(reask and more))
 
     with model_client(base_url) as client, ThreadPoolExecutor(concurrency) as pool:
         return list(pool.map(ask, jobs))
@@ -88,10 +92,11 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "latency_s": round(sum(r["latency_s"] for r in rows) / n, 3),
         "output_tokens": round(sum(r["completion_tokens"] for r in rows) / n, 1),
         "truncated_outputs": sum(r["finish_reason"] == "length" for r in rows),
+        "reasked": sum(bool(r.get("reasked")) for r in rows),
     }
 
 
-def _row(job: Job, done: Completion, score: AnswerScore) -> dict[str, Any]:
+def _row(job: Job, done: Completion, score: AnswerScore, reasked: bool) -> dict[str, Any]:
     return {
         "setting": job.setting, "k": job.k, "model": job.model, "id": job.question.id,
         "question": job.question.question, "reference": job.question.answer, "output": done.text,
@@ -101,7 +106,7 @@ def _row(job: Job, done: Completion, score: AnswerScore) -> dict[str, Any]:
         "references": list(job.question.references),
         "context_sources": [d.source for d in job.docs],
         "latency_s": round(done.latency_s, 3), "prompt_tokens": done.prompt_tokens,
-        "completion_tokens": done.completion_tokens, "finish_reason": done.finish_reason,
+        "completion_tokens": done.completion_tokens, "finish_reason": done.finish_reason, "reasked": reasked,
     }
 
 

@@ -10,6 +10,7 @@ passed on (they describe vLLM's internals, not the client's request).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contracts.generation import Sampling
-from contracts.prompt import ANSWER_PREFIX, ContextDoc, ParsedOutput, build_messages, parse_output
+from contracts.answers import echoes_question
+from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, ContextDoc, ParsedOutput, build_messages, parse_output
 from contracts.settings import GenerationConfig, ServingConfig, VLLMConfig
+from contracts.textmatch import answer_tokens
 from serving.citations import SourceDoc, cite
 from serving.engine import Engine
-from serving.grounding import Embed, Grounder, Grounding, answer_grounded
+from serving.grounding import Embed, Grounder, answer_grounded
 from serving.protocol import ApiError, ChatRequest, ChunkWriter, completion
 
 Retriever = Callable[[str, int, Sequence[str]], list[SourceDoc]]  # question, k, groups -> context
@@ -57,6 +60,7 @@ class Metrics:
         self.upstream = Histogram("raft_upstream_seconds", "Time vLLM took to answer", registry=self.registry)
         self.errors = Counter("raft_errors_total", "Failed requests by kind", ["kind"], registry=self.registry)
         self.in_flight = Gauge("raft_in_flight", "Chat requests in flight", registry=self.registry)
+        self.reasked = Counter("raft_reasked_total", "Answers that only echoed the question, asked again", registry=self.registry)
 
 
 @dataclass
@@ -65,16 +69,27 @@ class Prepared:
 
     body: ChatRequest
     served: str
+    question: str
     context: list[SourceDoc]
     messages: list[dict[str, str]]
     sampling: Sampling
-    grounding: Grounding
+    grounder: Grounder  # the gateway's, with the request's own grounding
     extra: dict[str, Any]  # the grounding's structured-output fields ({}: none)
     began: float
 
     def request(self) -> dict[str, Any]:
         """The fields of the chat request to vLLM."""
         return {"model": self.served, "messages": self.messages, **self.sampling.request_fields(), "extra_body": self.extra or None}
+
+    def reask_request(self, output: str, used_tokens: int) -> tuple[str, dict[str, Any]] | None:
+        """When `output`'s answer only echoes the question (`Grounder.reask`): the part of it kept, and
+        the fields of the request that continues it; None otherwise."""
+        reask = self.grounder.reask(self.question, output)
+        more = reask.sampling(self.sampling, used_tokens) if reask else None
+        if reask is None or more is None:
+            return None
+        return reask.prefix, {"model": self.served, "messages": reask.messages(self.messages), **more.request_fields(),
+                              "extra_body": reask.extra_body()}
 
 
 class RagChatService:
@@ -107,7 +122,7 @@ class RagChatService:
         sampling = Sampling(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed or 0)
         grounder = self.grounder.with_grounding(body.raft.grounding)
         extra = await run_in_threadpool(grounder.request_fields, question, [s.doc for s in context])  # embeds: off the event loop
-        return Prepared(body, served, context, messages, sampling, grounder.grounding, extra, began)
+        return Prepared(body, served, question, context, messages, sampling, grounder, extra, began)
 
     async def complete(self, p: Prepared) -> dict[str, Any]:
         """The whole answer as one chat.completion body with citations."""
@@ -116,14 +131,19 @@ class RagChatService:
             upstream = await self.client.chat.completions.create(**p.request())
         except openai.APIError as e:
             raise self._upstream_error(e) from None
+        choice, usage = upstream.choices[0], upstream.usage
+        output, finish = choice.message.content or "", choice.finish_reason
+        again = await self._reask(p, output, usage.completion_tokens if usage else None)
+        if again is not None:
+            output, finish, more = again
+            usage = usage.model_copy(update={"completion_tokens": usage.completion_tokens + more,
+                                             "total_tokens": usage.total_tokens + more}) if usage else None
         self.metrics.upstream.observe(time.perf_counter() - t)
-        choice = upstream.choices[0]
-        output = choice.message.content or ""
         parsed = parse_output(output)
         content = output if p.body.raft.reasoning or parsed.answer is None else parsed.answer
         self.metrics.latency.observe(time.perf_counter() - p.began)
         return completion(
-            p.body.model, content, choice.finish_reason, upstream.usage,
+            p.body.model, content, finish, usage,
             citations=[c.to_dict() for c in cite(parsed.quotes, p.context)], raft=_raft_fields(p, parsed),
         )
 
@@ -132,43 +152,71 @@ class RagChatService:
         sends a status line, so an unreachable vLLM is a 503, not a 200 with an error inside."""
         t = time.perf_counter()
         try:
-            upstream = await self.client.chat.completions.create(**p.request(), stream=True)
+            upstream = await self.client.chat.completions.create(**p.request(), stream=True, stream_options={"include_usage": True})
         except openai.APIError as e:
             raise self._upstream_error(e) from None
         return self._events(p, upstream, t)
 
     async def _events(self, p: Prepared, upstream: Any, t: float) -> AsyncIterator[str]:
         writer = ChunkWriter(p.body.model)
-        output, visible, sent, finish = "", None, 0, None
+        output, shown, finish, used = "", "", None, None
+        may_reask = p.grounder.asks_again  # then an answer that could still turn out to echo the question is held back
         yield writer.event({"role": "assistant", "content": ""})
         try:
             async for chunk in upstream:
+                used = chunk.usage.completion_tokens if chunk.usage else used
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
                 output += choice.delta.content or ""
                 finish = choice.finish_reason or finish
-                visible = _visible(output, p.body.raft.reasoning)
-                if visible is not None and len(visible) > sent:
-                    yield writer.event({"content": visible[sent:]})
-                    sent = len(visible)
+                visible = _visible(output, p.body.raft.reasoning, p.question if may_reask else None)
+                if visible is not None and len(visible) > len(shown):
+                    yield writer.event({"content": visible[len(shown) :]})
+                    shown = visible
+            again = await self._reask(p, output, used) if may_reask else None
         except openai.APIError as e:
             error = self._upstream_error(e)
             yield writer.error(error)
             yield writer.DONE
             return
+        except ApiError as e:  # the second request failed
+            yield writer.error(e)
+            yield writer.DONE
+            return
         finally:
             await upstream.close()
+        if again is not None:
+            output, finish, _ = again
         self.metrics.upstream.observe(time.perf_counter() - t)
         parsed = parse_output(output)
-        if parsed.answer is None and not p.body.raft.reasoning and output[sent:]:
-            yield writer.event({"content": output[sent:]})  # no answer line: the whole output is the answer
-        elif not p.body.raft.reasoning and visible and parsed.answer and parsed.answer != visible and parsed.answer.startswith(visible):
-            yield writer.event({"content": parsed.answer[len(visible) :]})  # the parser completed a cut answer ("mod" -> "mod.rs")
+        if p.body.raft.reasoning and output[len(shown) :]:
+            yield writer.event({"content": output[len(shown) :]})  # what was held back
+        if parsed.answer is None and not p.body.raft.reasoning and output[len(shown) :]:
+            yield writer.event({"content": output[len(shown) :]})  # no answer line: the whole output is the answer
+        elif not p.body.raft.reasoning and parsed.answer and parsed.answer != shown and parsed.answer.startswith(shown):
+            # The answer held back, or completed by the parser where the model cut it ("mod" -> "mod.rs").
+            yield writer.event({"content": parsed.answer[len(shown) :]})
         citations = [c.to_dict() for c in cite(parsed.quotes, p.context)]
         yield writer.event({}, finish or "stop", citations=citations, raft=_raft_fields(p, parsed))
         yield writer.DONE
         self.metrics.latency.observe(time.perf_counter() - p.began)
+
+    async def _reask(self, p: Prepared, output: str, used_tokens: int | None) -> tuple[str, str | None, int] | None:
+        """The output, its finish reason and the tokens the second request took, when `output`'s
+        answer only echoed the question and was asked again (`Prepared.reask_request`); else None.
+        Without a token count (a server that reports none) the output's bytes bound it."""
+        request = p.reask_request(output, len(output.encode()) if used_tokens is None else used_tokens)
+        if request is None:
+            return None
+        prefix, fields = request
+        try:
+            again = await self.client.chat.completions.create(**fields)
+        except openai.APIError as e:
+            raise self._upstream_error(e) from None
+        self.metrics.reasked.inc()
+        choice = again.choices[0]
+        return prefix + (choice.message.content or ""), choice.finish_reason, again.usage.completion_tokens if again.usage else 0
 
     async def _retrieve(self, question: str, body: ChatRequest, groups: tuple[str, ...]) -> list[SourceDoc]:
         k = body.raft.k or self.settings.serving.k
@@ -260,17 +308,31 @@ def _byte_bound(messages: list[dict[str, str]]) -> int:
     return sum(len(m["content"].encode()) for m in messages) + TEMPLATE_TOKENS
 
 
-def _visible(output: str, reasoning: bool) -> str | None:
-    """What a stream may show so far: all of it with reasoning, else what follows the answer line."""
+def _visible(output: str, reasoning: bool, echo_of: str | None = None) -> str | None:
+    """What a stream may show so far: all of it with reasoning, else what follows the answer line.
+
+    With `echo_of` (the question, when an answer that only echoes it is asked again) the part that
+    could still be cut for a second request is held back: with reasoning, what follows the last
+    quote marker; else the answer while its whole words are all the question's."""
     if reasoning:
-        return output
+        if echo_of is None:
+            return output
+        quoted = output.rfind(END_QUOTE)
+        return output[: max(output.rfind(BEGIN_QUOTE), quoted + len(END_QUOTE) if quoted != -1 else 0, 0)]
     at = output.rfind(ANSWER_PREFIX)
-    return None if at == -1 else output[at + len(ANSWER_PREFIX) :].lstrip().split("\n")[0]
+    if at == -1:
+        return None
+    answer = output[at + len(ANSWER_PREFIX) :].lstrip()
+    line = answer.split("\n")[0]
+    if echo_of is None or "\n" in answer:
+        return line
+    whole_words = line[: len(line) - len(re.match(r"\w*", line[::-1]).group())]  # a word still growing may yet become one of the question's
+    return None if not answer_tokens(whole_words) or echoes_question(whole_words, echo_of) else line
 
 
 def _raft_fields(p: Prepared, parsed: ParsedOutput) -> dict[str, Any]:
     """The `raft` object of a reply (streamed: of its last event): who answered, from what, how grounded."""
-    return {"served_model": p.served, "answer": parsed.answer, "grounding": p.grounding, "grounded": answer_grounded(parsed),
+    return {"served_model": p.served, "answer": parsed.answer, "grounding": p.grounder.grounding, "grounded": answer_grounded(parsed),
             "context": [_describe(s) for s in p.context]}
 
 

@@ -37,10 +37,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contracts.answers import answer_in_quotes, is_abstention
-from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, UNKNOWN_ANSWER, ContextDoc, ParsedOutput
+from contracts.answers import FUNCTION_WORDS, answer_in_quotes, echoes_question, is_abstention
+from contracts.generation import Sampling
+from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, UNKNOWN_ANSWER, ContextDoc, ParsedOutput, parse_output
 from contracts.settings import AnswerForm, GenerationConfig, Grounding
-from contracts.textmatch import statements
+from contracts.textmatch import answer_tokens, statements
 from retrieval.sparse import bm25_scores
 
 Embed = Callable[[list[str]], np.ndarray]  # texts -> unit-length vectors, one row per text
@@ -48,6 +49,8 @@ Embed = Callable[[list[str]], np.ndarray]  # texts -> unit-length vectors, one r
 # The units an answer span starts and ends on: words, and each punctuation mark on its own (so
 # "16 bar" can end before the sentence's final period).
 _WORD = re.compile(r"\w+|[^\w\s]")
+_MARK = re.compile(r"[^\w\s]")
+_WORD_ONLY = re.compile(r"\w+")
 _HEADING = re.compile(r"\s*#{1,6}(\s|$)")
 # How much exact terms count beside the embedding when quote candidates are chosen. Measured over
 # the raft_rag contexts of the squad, sample-domain and rustdocs questions (docs/benchmarks.md):
@@ -119,12 +122,13 @@ def output_grammar(quotes: Sequence[str], answer: AnswerForm = "free") -> str:
     return "\n".join(rules)
 
 
-def _span_rules(name: str, sentence: str) -> list[str]:
-    """Rules for `name`: any run of consecutive words (and marks) of `sentence`, as written there.
-    Rule name_j: optionally word j (with the text before it), then optionally what follows it."""
+def _span_rules(name: str, sentence: str, may_start: Callable[[str], bool] = lambda _: True) -> list[str]:
+    """Rules for `name`: any run of consecutive words (and marks) of `sentence`, as written there,
+    that starts on a word `may_start` admits. Rule name_j: optionally word j (with the text before
+    it), then optionally what follows it."""
     words = [m.span() for m in _WORD.finditer(sentence)]
     starts = [f"{literal(sentence[a:b])} {name}_{j + 1}" if j + 1 < len(words) else literal(sentence[a:b])
-              for j, (a, b) in enumerate(words)]
+              for j, (a, b) in enumerate(words) if may_start(sentence[a:b])]
     rules = [f"{name} ::= {' | '.join(starts)}"]
     for j in range(1, len(words)):
         more = f" {name}_{j + 1}" if j + 1 < len(words) else ""
@@ -132,15 +136,65 @@ def _span_rules(name: str, sentence: str) -> list[str]:
     return rules
 
 
+def new_answer_grammar(quotes: Sequence[str], question: str, answer_line: bool) -> str | None:
+    """The grammar of what follows a cut answer that only echoed `question` (see `Grounder.reask`): a
+    run of words of one of `quotes` that starts on a word the question does not hold (nor a
+    function word), then, with `answer_line`, any text and the answer line, again such a run.
+    None when no quote holds such a word."""
+    asked = set(answer_tokens(question)) | set(answer_tokens(_MARK.sub(" ", question)))  # "D-50" and its words "D", "50"
+
+    def new(unit: str) -> bool:  # a word (not a mark: "’" alone names nothing) the question lacks
+        norm = answer_tokens(unit)
+        return _WORD_ONLY.fullmatch(unit) is not None and bool(norm) and norm[0] not in asked and norm[0] not in FUNCTION_WORDS
+
+    names, rules = [], []
+    for i, q in enumerate(quotes):
+        if any(new(m.group()) for m in _WORD.finditer(q)):
+            names.append(f"new_{i}")
+            rules += _span_rules(names[-1], q, new)
+    if not names:
+        return None
+    tail = f" [^#<]* {literal(ANSWER_PREFIX + ' ')} answer" if answer_line else ""
+    return "\n".join([f'root ::= " " answer{tail}', f"answer ::= {' | '.join(names)}", *rules])
+
+
+@dataclass(frozen=True)
+class Reask:
+    """A second request for an answer that only repeated the question's words: the output so far,
+    cut where that answer began (`prefix`), continued by the model under `grammar`."""
+
+    prefix: str
+    grammar: str
+
+    def messages(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The first request's messages with the cut output as the assistant turn to continue."""
+        return [*messages, {"role": "assistant", "content": self.prefix}]
+
+    def extra_body(self) -> dict[str, object]:
+        """vLLM's fields for continuing the last assistant turn under the grammar."""
+        return {"structured_outputs": {"grammar": self.grammar}, "continue_final_message": True, "add_generation_prompt": False}
+
+    def sampling(self, first: Sampling, used_tokens: int) -> Sampling | None:
+        """The first request's sampling with the tokens it left (the window was fitted to the
+        first's max_tokens); None when too few are left for an answer."""
+        left = first.max_tokens - used_tokens
+        return dataclasses.replace(first, max_tokens=left) if left >= REASK_MIN_TOKENS else None
+
+
+REASK_MIN_TOKENS = 8  # a new answer of a few words, and its answer line
+
+
 @dataclass(frozen=True)
 class Grounder:
     """How a request's answer is grounded: `grounding`, with `candidates` > 0 how many of the
-    context's sentences (those `closest_sentences` ranks first, with `embed`) a quote may be, and the `answer`'s form."""
+    context's sentences (those `closest_sentences` ranks first, with `embed`) a quote may be, the
+    `answer`'s form, and whether an answer that only echoes the question is asked again (`reask`)."""
 
     grounding: Grounding = "constrained"
     candidates: int = 0  # 0: any sentence of the context
     embed: Embed | None = None
     answer: AnswerForm = "free"
+    reask_echoes: bool = True
 
     def __post_init__(self) -> None:
         if self.candidates and self.embed is None:
@@ -149,7 +203,7 @@ class Grounder:
     @classmethod
     def from_config(cls, generation: GenerationConfig, embed: Embed) -> Grounder:
         """The grounder `generation` describes, ranking sentences with `embed`."""
-        return cls(generation.grounding, generation.quote_candidates, embed, generation.answer)
+        return cls(generation.grounding, generation.quote_candidates, embed, generation.answer, generation.reask_echoes)
 
     def with_grounding(self, grounding: Grounding | None) -> Grounder:
         """This grounder with `grounding` instead (a request's own choice); unchanged for None."""
@@ -168,6 +222,30 @@ class Grounder:
         if self.grounding == "free" or not any(d.text.strip() for d in docs):
             return {}
         return {"structured_outputs": {"grammar": output_grammar(self.quotable(question, docs), self.answer)}}
+
+    @property
+    def asks_again(self) -> bool:
+        """Whether an answer that only echoes the question is asked again (`reask`)."""
+        return self.reask_echoes and self.grounding == "constrained"
+
+    def reask(self, question: str, output: str) -> Reask | None:
+        """The second request to make when, grounding constrained, `output`'s answer only repeats
+        words of `question` (`echoes_question`): a small model often quotes the right sentence and
+        then names the question's own subject ("rebranded its Forte as the Dodge D-50" -> "Forte").
+        The output is cut where that answer begins (its first mention after the last quote, else the
+        answer line) and continued with a run of words of its quotes that starts on a word the
+        question does not hold. None when there is nothing to ask again."""
+        if not self.asks_again:
+            return None
+        parsed = parse_output(output)
+        at, quoted = output.rfind(ANSWER_PREFIX), output.rfind(END_QUOTE)
+        if not parsed.answer or not parsed.quotes or quoted == -1 or at < quoted or not echoes_question(parsed.answer, question):
+            return None
+        after_quote = quoted + len(END_QUOTE)
+        mention = output[after_quote:at].lower().find(parsed.answer.lower())
+        cut = at + len(ANSWER_PREFIX) if mention == -1 else after_quote + mention
+        grammar = new_answer_grammar(parsed.quotes, question, answer_line=mention != -1)
+        return None if grammar is None else Reask(output[:cut].rstrip(), grammar)
 
 
 def _longest_first(found: Iterable[str]) -> list[str]:

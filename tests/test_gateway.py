@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from contracts.prompt import ANSWER_PREFIX, parse_user_message, quote
+from contracts.prompt import ANSWER_PREFIX, QUOTE_PATTERN, parse_user_message, quote
 from contracts.settings import ChunkingConfig, EmbeddingConfig, GenerationConfig, QdrantConfig, ServingConfig, VLLMConfig
 from contracts.textmatch import statements
 from flows.serve import make_retriever
@@ -55,6 +55,8 @@ class FakeVLLM:
         self.tokens_per_byte = 0.25
         self.token_delay_s = 0.0
         self.cut_at_dot = False  # the answer stops at a dot inside a word ("mod" of "mod.rs"), as small models do
+        self.echo = False  # the answer is the question's last word, as small models do ("What did X rename its Forte to?" -> "Forte")
+        self.answer_words = 4  # how many words of its first quote the answer has
         self.requests: list[dict] = []
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -70,7 +72,10 @@ class FakeVLLM:
         if not 0 <= body.get("seed", 0) < 2**63:
             return httpx.Response(400, json={"error": {"message": "internal: seed out of int64 range", "type": "BadRequestError"}})
         grammar = (body.get("structured_outputs") or {}).get("grammar")
-        pieces = self._answer(body["messages"][-1]["content"], grammar)
+        if body.get("continue_final_message"):
+            pieces = self._continuation(body["messages"][-1]["content"], grammar)
+        else:
+            pieces = self._answer(body["messages"][-1]["content"], grammar)
         if grammar is not None and not grammar_accepts(grammar, "".join(pieces)):
             return httpx.Response(500, json={"error": {"message": "the fake's output broke the grammar"}})
         if not body.get("stream"):
@@ -81,10 +86,11 @@ class FakeVLLM:
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": len(pieces), "total_tokens": 10 + len(pieces)},
             })
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=self._events(body["model"], pieces))
+        usage = (body.get("stream_options") or {}).get("include_usage", False)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=self._events(body["model"], pieces, usage))
 
     def _answer(self, user: str, grammar: str | None) -> list[str]:
-        docs, _ = parse_user_message(user)
+        docs, asked = parse_user_message(user)
         admitted = None if grammar is None else quote_alternatives(grammar)
         most = 1 if grammar is not None and "quoted_0 ::=" in grammar else None  # the answer is a span of the one quote
         reasoning, quoted = [], []
@@ -95,18 +101,34 @@ class FakeVLLM:
                 quoted += texts
                 reasoning.append(f"Document {n} says " + " ".join(quote(t) for t in texts) + ". ")
         # The answer: the first words of its first quote, as written there (so it is grounded in what it quoted).
-        answer = re.match(r"\S+(?: \S+){0,3}", quoted[0]).group(0) if quoted else "I don't know"
+        answer = re.match(rf"\S+(?: \S+){{0,{self.answer_words - 1}}}", quoted[0]).group(0) if quoted else "I don't know"
+        if self.echo:
+            answer = asked.rstrip("?").split()[-1]
         if self.cut_at_dot and (cut := re.search(r"\w(?=\.\w)", answer)):
             answer = answer[: cut.end()]
         answer = answer.split(" ")
         return reasoning + [f"\n{ANSWER_PREFIX}"] + [f" {w}" for w in answer]
 
-    async def _events(self, model: str, pieces: list[str]):
+    @staticmethod
+    def _continuation(prefix: str, grammar: str) -> list[str]:
+        """How it continues a cut assistant turn (a second request): the first two words of one of its
+        quotes that `grammar` admits."""
+        for q in QUOTE_PATTERN.findall(prefix):
+            words = q.split()
+            for j in range(len(words)):
+                if grammar_accepts(grammar, piece := " " + " ".join(words[j : j + 2])):
+                    return [piece]
+        return ["(nothing the grammar admits)"]
+
+    async def _events(self, model: str, pieces: list[str], usage: bool):
         for n, piece in enumerate(pieces):
             if piece.startswith(" ") and self.token_delay_s:  # the answer words come slowly
                 await asyncio.sleep(self.token_delay_s)
             delta = {"index": 0, "delta": {"content": piece}, "finish_reason": "stop" if n == len(pieces) - 1 else None}
             yield f"data: {json.dumps({'id': 'x', 'object': 'chat.completion.chunk', 'created': 0, 'model': model, 'choices': [delta]})}\n\n".encode()
+        if usage:  # vLLM's last chunk with stream_options.include_usage: no choices, the token counts
+            counts = {"prompt_tokens": 10, "completion_tokens": len(pieces), "total_tokens": 10 + len(pieces)}
+            yield f"data: {json.dumps({'id': 'x', 'object': 'chat.completion.chunk', 'created': 0, 'model': model, 'choices': [], 'usage': counts})}\n\n".encode()
         yield b"data: [DONE]\n\n"
 
 
@@ -141,7 +163,8 @@ def gateway(embedder, tmp_path_factory):
 def fake(gateway):
     url, fake = gateway
     yield fake
-    fake.down, fake.timeout, fake.tokens_per_byte, fake.token_delay_s, fake.cut_at_dot = False, False, 0.25, 0.0, False
+    fake.down, fake.timeout, fake.tokens_per_byte, fake.token_delay_s, fake.cut_at_dot, fake.echo = False, False, 0.25, 0.0, False, False
+    fake.answer_words = 4
     fake.requests.clear()
 
 
@@ -262,10 +285,36 @@ def test_an_answer_cut_at_the_dot_of_a_quoted_file_name_is_served_whole_streamin
     assert events[-1]["raft"]["answer"] == "tests/common/mod.rs"
 
 
+def test_an_answer_that_echoes_the_question_is_asked_again_streaming_or_not(gateway, fake):
+    url, _ = gateway
+    fake.echo = True  # it answers "weigh"
+    docs = [{"text": "At 12 kg the Z9 is the lightest pump we make.", "title": "Z9 sheet"}]
+    ask_for = question("What does the Z9 weigh?", documents=docs)
+    body = ask(url, ask_for).json()
+    first, again = [r for r in fake.requests if r["path"] == "/v1/chat/completions"]
+    assert body["choices"][0]["message"]["content"] == body["raft"]["answer"] == "12 kg"
+    assert again["continue_final_message"] is True and again["add_generation_prompt"] is False
+    assert again["messages"][:-1] == first["messages"] and again["messages"][-1]["role"] == "assistant"
+    assert again["messages"][-1]["content"].endswith(ANSWER_PREFIX) and again["max_tokens"] < first["max_tokens"]
+    assert body["usage"]["completion_tokens"] == 3 + 1, "both requests' tokens (the fake counts a token per piece it writes)"
+    reasoned = ask(url, {**ask_for, "raft": {"reasoning": True}}).json()["choices"][0]["message"]["content"]
+    assert reasoned == again["messages"][-1]["content"] + " 12 kg"
+    for raft, expected in (({}, "12 kg"), ({"reasoning": True}, reasoned)):
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json={**ask_for, "stream": True, "raft": raft}, headers=PUBLIC, timeout=30) as reply:
+            events = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")]
+        streamed = [e["choices"][0]["delta"].get("content") or "" for e in events]
+        assert "".join(streamed) == expected and not any("weigh" in piece for piece in streamed), "the echo never reaches the caller"
+        assert events[-1]["raft"]["answer"] == "12 kg"
+    free = ask(url, {**ask_for, "raft": {"grounding": "free"}}).json()
+    assert free["raft"]["answer"] == "weigh", "free decoding is the model's own answer"
+    metrics = httpx.get(f"{url}/metrics").text
+    assert re.search(r"^raft_reasked_total [1-9]", metrics, re.M), metrics[-500:]
+
+
 def test_a_stream_broken_off_ends_with_an_error_event_and_done(gateway, fake):
     url, _ = gateway
 
-    async def broken(model, pieces):
+    async def broken(model, pieces, usage):
         yield b'data: {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [{"index": 0, "delta": {"content": "Doc"}, "finish_reason": null}]}\n\n'
         raise httpx.ReadError("connection reset")
 
@@ -349,6 +398,7 @@ def test_authentication_comes_before_the_body_and_the_schema_needs_a_key(gateway
 def test_the_answer_streams_as_it_is_generated(gateway, fake):
     url, _ = gateway
     fake.token_delay_s = 0.4  # each answer word 0.4 s after the one before
+    fake.answer_words = 6  # "The V10 ball valve closes in": held until "ball" (a word the question lacks) is whole
     arrivals, began = [], time.perf_counter()
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=question("How fast does the V10 close?", stream=True), headers=PUBLIC, timeout=30) as reply:
         for line in reply.iter_lines():

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 
 from contracts.prompt import ContextDoc, parse_output
-from serving.grounding import Grounder, answer_grounded, closest_sentences, literal, output_grammar, quotable
+from contracts.answers import echoes_question
+from contracts.generation import Sampling
+from serving.grounding import Grounder, answer_grounded, closest_sentences, literal, new_answer_grammar, output_grammar, quotable
 from tests.conftest import OPTIONS_TEXT, grammar_accepts, quote_alternatives
 
 DOCS = [
@@ -138,3 +140,86 @@ def test_xgrammar_enforces_the_grammar_over_the_real_tokenizer(base_model):
     assert not accepts(GOOD.replace("<ANSWER>: 16 bar", "<ANSWER>: IP65"))  # an answer not from its quote
     assert accepts(GOOD.replace("<ANSWER>: 16 bar", "<ANSWER>: IP65"), "free")  # left to answer_grounded
     assert accepts(TWO_QUOTES, "free") and not accepts(TWO_QUOTES)
+
+
+FORTE = "Mitsubishi rebranded its Forte as the Dodge D-50 a few years after the oil crisis."
+ECHO = f'Document 2 says: ##begin_quote##{FORTE}##end_quote## So the answer is Forte.\n<ANSWER>: Forte'
+ASKED = "What did Mitsubishi rename its Forte to?"
+
+
+@pytest.mark.parametrize("answer, question, echo", [
+    ("Forte", ASKED, True),
+    ("the Forte", ASKED, True),  # articles are no words of their own
+    ("Dodge D-50", ASKED, False),
+    ("Forte as the Dodge D-50", ASKED, False),
+    ("fully qualified", "Are the IDs abbreviated or fully qualified?", False),  # a choice the question offers
+    ("I don't know", ASKED, False),
+    ("", ASKED, False),
+])
+def test_an_echo_is_an_answer_made_only_of_the_questions_words(answer, question, echo):
+    assert echoes_question(answer, question) is echo
+
+
+def test_an_answer_that_only_echoes_the_question_is_asked_again_from_where_it_began():
+    reask = Grounder("constrained").reask(ASKED, ECHO)
+    assert reask is not None
+    assert reask.prefix == f"Document 2 says: ##begin_quote##{FORTE}##end_quote## So the answer is"
+    assert reask.messages([{"role": "user", "content": "q"}])[-1] == {"role": "assistant", "content": reask.prefix}
+    assert reask.extra_body()["continue_final_message"] is True and reask.extra_body()["add_generation_prompt"] is False
+    grammar = reask.extra_body()["structured_outputs"]["grammar"]
+    assert grammar_accepts(grammar, " Dodge D-50.\n<ANSWER>: Dodge D-50")
+    assert grammar_accepts(grammar, " rebranded its Forte.\n<ANSWER>: Dodge D-50")  # any run that starts on a new word
+    assert not grammar_accepts(grammar, " Forte.\n<ANSWER>: Forte")  # starts on the question's word again
+    assert not grammar_accepts(grammar, " Dodge D-50.\n<ANSWER>: Forte as the Dodge D-50")
+    assert not grammar_accepts(grammar, " the Dodge D-50.\n<ANSWER>: Dodge D-50")  # a function word names nothing
+    assert not grammar_accepts(grammar, " Dodge D-51.\n<ANSWER>: Dodge D-51")  # not in the quote
+    curly = Grounder("constrained").reask("Which edition?", "##begin_quote##It is “2024” now.##end_quote##\n<ANSWER>: edition")
+    assert curly is not None and not grammar_accepts(curly.grammar, " “2024”") and grammar_accepts(curly.grammar, " 2024”")  # a mark is no word
+
+
+def test_without_a_mention_after_the_quote_only_the_answer_line_is_asked_again():
+    output = f"##begin_quote##{FORTE}##end_quote##\n<ANSWER>: Forte"
+    reask = Grounder("constrained").reask(ASKED, output)
+    assert reask is not None and reask.prefix == f"##begin_quote##{FORTE}##end_quote##\n<ANSWER>:"
+    grammar = reask.extra_body()["structured_outputs"]["grammar"]
+    assert grammar_accepts(grammar, " Dodge D-50") and not grammar_accepts(grammar, " Dodge D-50\n<ANSWER>: Dodge D-50")
+
+
+@pytest.mark.parametrize("question, output", [
+    (ASKED, ECHO.replace("Forte.", "Dodge D-50.").replace(": Forte", ": Dodge D-50")),  # a new answer
+    ("Is the Forte or the Dodge D-50 older?", ECHO),  # a choice the question offers: its own words are the answer
+    (ASKED, "No document says.\n<ANSWER>: I don't know"),
+    (ASKED, "So the answer is Forte.\n<ANSWER>: Forte"),  # no quote to take a new answer from
+    ("What did Mitsubishi rebrand as the Dodge D-50?",
+     "##begin_quote##Mitsubishi did rebrand it as the Dodge D-50.##end_quote##\n<ANSWER>: Dodge D-50"),  # nothing new in the quote
+])
+def test_nothing_is_asked_again_without_an_echo_and_a_new_word_to_answer_with(question, output):
+    assert Grounder("constrained").reask(question, output) is None
+
+
+def test_asking_again_is_for_constrained_grounding_and_can_be_turned_off():
+    assert Grounder("free").reask(ASKED, ECHO) is None
+    assert Grounder("constrained", reask_echoes=False).reask(ASKED, ECHO) is None
+
+
+def test_a_reask_gets_the_tokens_the_first_answer_left():
+    reask = Grounder("constrained").reask(ASKED, ECHO)
+    assert reask is not None
+    assert reask.sampling(Sampling(max_tokens=256), 100) == Sampling(max_tokens=156)
+    assert reask.sampling(Sampling(max_tokens=256), 250) is None
+
+
+def test_the_new_answer_grammar_compiles_for_xgrammar_with_the_real_tokenizer(base_model):
+    xgr = pytest.importorskip("xgrammar")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model.path)
+    compiler = xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=len(tokenizer)))
+    grammar = compiler.compile_grammar(new_answer_grammar([FORTE], ASKED, answer_line=True) or "")
+
+    def accepts(text: str) -> bool:
+        matcher = xgr.GrammarMatcher(grammar)
+        return all(matcher.accept_token(t) for t in tokenizer.encode(text, add_special_tokens=False))
+
+    assert accepts(" Dodge D-50.\n<ANSWER>: Dodge D-50")
+    assert not accepts(" Forte.")

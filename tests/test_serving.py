@@ -17,10 +17,13 @@ import httpx
 import openai
 import pytest
 
-from contracts.prompt import ContextDoc, parse_output
+from contracts.answers import answer_in_quotes, echoes_question
+from contracts.generation import Sampling, complete, model_client
+from contracts.prompt import ContextDoc, build_messages, parse_output
 from flows.config import load_config
 from flows.serve import ServeError, start_stack
 from serving.citations import SourceDoc, cite
+from serving.grounding import Grounder
 from serving.vllm_process import free_port
 from tests.conftest import REPO, serving_work
 from training.registry import register, set_alias
@@ -37,6 +40,24 @@ def test_citations_name_the_document_that_holds_each_quote():
     ]
     found = cite(["takes at most 16 bar", "takes at most 16 bar", "takes 99 V"], context)
     assert [(c.document, c.doc_id, c.chunk_id, c.verbatim) for c in found] == [(2, "pc-220", "c2", True), (None, "", "", False)]
+
+
+@pytest.mark.slow
+def test_vllm_cpu_continues_an_echoed_answer_under_the_new_answer_grammar(session_vllm):
+    """The second request `Grounder.reask` makes (the assistant turn continued, vLLM's
+    continue_final_message, under a grammar) is accepted and enforced by vLLM-CPU: whatever the base
+    model would say, the answer that comes back is words of the quote that the question lacks."""
+    asked = "What did Mitsubishi rename its Forte to?"
+    sentence = "Mitsubishi rebranded its Forte as the Dodge D-50 a few years after the oil crisis."
+    echo = f"Document 1 says: ##begin_quote##{sentence}##end_quote##\n<ANSWER>: Forte"
+    reask = Grounder("constrained").reask(asked, echo)
+    assert reask is not None
+    messages = build_messages(asked, [ContextDoc(sentence, "Mitsubishi")])
+    with model_client(session_vllm.url) as llm:
+        more = complete(llm, "base", reask.messages(messages), Sampling(max_tokens=40), reask.extra_body())
+    answer = parse_output(reask.prefix + more.text).answer
+    assert more.text.startswith(" ") and answer, more.text
+    assert answer_in_quotes(answer, [sentence]) and not echoes_question(answer, asked), answer
 
 
 @pytest.fixture(scope="module")
