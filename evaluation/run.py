@@ -92,7 +92,7 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "latency_s": round(sum(r["latency_s"] for r in rows) / n, 3),
         "output_tokens": round(sum(r["completion_tokens"] for r in rows) / n, 1),
         "truncated_outputs": sum(r["finish_reason"] == "length" for r in rows),
-        "reasked": sum(bool(r.get("reasked")) for r in rows),
+        "reasked": sum(r["reasked"] for r in rows),
     }
 
 

@@ -138,7 +138,7 @@ def test_retrieval_scores_recall_by_k_and_mrr():
 def row(setting, k, f1, quotes=1, verbatim=1):
     return {"setting": setting, "k": k, "prediction": "p", "parsed": True, "em": float(f1 == 1), "f1": f1, "contained": 0.0,
             "quotes": quotes, "quotes_verbatim": verbatim, "latency_s": 1.0, "completion_tokens": 10, "finish_reason": "stop",
-            "answer_in_quote": False, "abstained": False, "answer_in_context": True}
+            "answer_in_quote": False, "abstained": False, "answer_in_context": True, "reasked": False}
 
 
 def test_every_setting_row_covers_all_its_questions_whatever_the_oracle_context_size():
