@@ -51,6 +51,12 @@ Embed = Callable[[list[str]], np.ndarray]  # texts -> unit-length vectors, one r
 _WORD = re.compile(r"\w+|[^\w\s]")
 _MARK = re.compile(r"[^\w\s]")
 _WORD_ONLY = re.compile(r"\w+")
+# A sign or currency that leads a number belongs to it ("-10 °C", "±0.5 %", "$159"): without it the
+# number says something else. Not mid-token ("1-2"). Flags' dashes, paths and opening quotes were
+# let lead a new answer too, and the tuned model then chose them over the right word
+# (docs/benchmarks.md).
+_SIGN = re.compile(r"(?<![^\s])[-+±$€£¥]+(?=\d)")
+_TOKEN = re.compile(r"\S+")
 _HEADING = re.compile(r"\s*#{1,6}(\s|$)")
 # How much exact terms count beside the embedding when quote candidates are chosen. Measured over
 # the raft_rag contexts of the squad, sample-domain and rustdocs questions (docs/benchmarks.md):
@@ -122,13 +128,22 @@ def output_grammar(quotes: Sequence[str], answer: AnswerForm = "free") -> str:
     return "\n".join(rules)
 
 
-def _span_rules(name: str, sentence: str, may_start: Callable[[str], bool] = lambda _: True) -> list[str]:
-    """Rules for `name`: any run of consecutive words (and marks) of `sentence`, as written there,
-    that starts on a word `may_start` admits. Rule name_j: optionally word j (with the text before
+def _one_unit(sentence: str, at: int) -> int | None:
+    return _WORD.match(sentence, at).end()  # `at` is where a unit starts
+
+
+def _span_rules(name: str, sentence: str, first: Callable[[str, int], int | None] = _one_unit) -> list[str]:
+    """Rules for `name`: any run of consecutive words (and marks) of `sentence`, as written there.
+    It starts where a unit (a word or a mark) starts, at `at`, if `first(sentence, at)` says where
+    its first piece ends (None: not there). Rule name_j: optionally word j (with the text before
     it), then optionally what follows it."""
     words = [m.span() for m in _WORD.finditer(sentence)]
-    starts = [f"{literal(sentence[a:b])} {name}_{j + 1}" if j + 1 < len(words) else literal(sentence[a:b])
-              for j, (a, b) in enumerate(words) if may_start(sentence[a:b])]
+    unit_ending = {b: j for j, (_, b) in enumerate(words)}
+    starts = []
+    for a, _ in words:
+        if (end := first(sentence, a)) is not None:
+            j = unit_ending[end]
+            starts.append(f"{literal(sentence[a:end])} {name}_{j + 1}" if j + 1 < len(words) else literal(sentence[a:end]))
     rules = [f"{name} ::= {' | '.join(starts)}"]
     for j in range(1, len(words)):
         more = f" {name}_{j + 1}" if j + 1 < len(words) else ""
@@ -139,19 +154,28 @@ def _span_rules(name: str, sentence: str, may_start: Callable[[str], bool] = lam
 def new_answer_grammar(quotes: Sequence[str], question: str, answer_line: bool) -> str | None:
     """The grammar of what follows a cut answer that only echoed `question` (see `Grounder.reask`): a
     run of words of one of `quotes` that starts on a word the question does not hold (nor a
-    function word), then, with `answer_line`, any text and the answer line, again such a run.
-    None when no quote holds such a word."""
+    function word), or on the sign that leads such a number ("-10 °C", "$159"), then, with
+    `answer_line`, any text and the answer line, again such a run. None when no quote holds such
+    a word."""
     asked = set(answer_tokens(question)) | set(answer_tokens(_MARK.sub(" ", question)))  # "D-50" and its words "D", "50"
 
-    def new(unit: str) -> bool:  # a word (not a mark: "’" alone names nothing) the question lacks
+    def first(sentence: str, at: int) -> int | None:
+        # A word the question lacks. A signed number ("-10") is judged whole, and its first piece
+        # runs to the end of its first word (so no answer is a sign alone).
+        if sign := _SIGN.match(sentence, at):
+            unit, end = _TOKEN.match(sentence, at).group(), _WORD_ONLY.match(sentence, sign.end()).end()
+        elif word := _WORD_ONLY.match(sentence, at):
+            unit, end = word.group(), word.end()
+        else:
+            return None  # a mark alone ("’") names nothing
         norm = answer_tokens(unit)
-        return _WORD_ONLY.fullmatch(unit) is not None and bool(norm) and norm[0] not in asked and norm[0] not in FUNCTION_WORDS
+        return end if norm and norm[0] not in asked and norm[0] not in FUNCTION_WORDS else None
 
     names, rules = [], []
     for i, q in enumerate(quotes):
-        if any(new(m.group()) for m in _WORD.finditer(q)):
+        if any(first(q, m.start()) is not None for m in _WORD.finditer(q)):
             names.append(f"new_{i}")
-            rules += _span_rules(names[-1], q, new)
+            rules += _span_rules(names[-1], q, first)
     if not names:
         return None
     tail = f" [^#<]* {literal(ANSWER_PREFIX + ' ')} answer" if answer_line else ""

@@ -177,6 +177,20 @@ def test_an_answer_that_only_echoes_the_question_is_asked_again_from_where_it_be
     assert curly is not None and not grammar_accepts(curly.grammar, " “2024”") and grammar_accepts(curly.grammar, " 2024”")  # a mark is no word
 
 
+def test_a_new_answer_may_start_on_the_sign_of_a_number():
+    quote = "The PS-40 works from -10 to 50 °C, costs $159 and needs --no-deps, as “2024” in Cargo’s mod.rs notes says."
+    reask = Grounder("constrained").reask("Which range does the PS-40 have?", f"##begin_quote##{quote}##end_quote##\n<ANSWER>: PS-40")
+    assert reask is not None
+    for new in (" -10 to 50 °C", " 10 to 50 °C", " $159", " 159", " deps", " 2024”", " rs"):
+        assert grammar_accepts(reask.grammar, new), new
+    # Not a sign alone, nor a flag's dashes, a function word, a mark inside a token or a quote mark.
+    for not_new in (" -", " --no-deps", " no-deps", " -no-deps", " “2024”", " ’s mod", " .rs"):
+        assert not grammar_accepts(reask.grammar, not_new), not_new
+    # A signed number is judged whole: the question's own is an echo, another is not.
+    again = Grounder("constrained").reask("What costs $159?", f"##begin_quote##{quote}##end_quote##\n<ANSWER>: $159")
+    assert again is not None and not grammar_accepts(again.grammar, " $159") and grammar_accepts(again.grammar, " -10")
+
+
 def test_without_a_mention_after_the_quote_only_the_answer_line_is_asked_again():
     output = f"##begin_quote##{FORTE}##end_quote##\n<ANSWER>: Forte"
     reask = Grounder("constrained").reask(ASKED, output)
