@@ -340,3 +340,14 @@ def serving_work(trained, sample_work: Path, work: Path) -> str:
     shutil.copytree(sample_work / "qdrant", work / "qdrant")
     set_alias(work / "models", "production", printed["name"])
     return printed["name"]
+
+
+def eval_args(work, sample_work, base_model, vllm_url=None):
+    """Run against the trained fixture's registry, the sample index, with short answers over 2 retrieved
+    chunks; through the session's vLLM when given (versions loaded into it at runtime), else through
+    private vLLMs. Short prompts because vLLM-CPU runs a runtime adapter eagerly: the gate's 4 answers
+    took 32 s at the default k 5 and 14 s at k 2 (docs/benchmarks.md)."""
+    args = ["--config", str(REPO / "raft.yaml"), "--work-dir", str(work), "--set", f"qdrant.path={sample_work / 'qdrant'}",
+            "--set", f"training.base_model={base_model.path}", "--set", "evaluation.max_tokens=48", "--set", "evaluation.k=2",
+            "--set", "vllm.max_model_len=2048"]
+    return args + (["--set", f"vllm.url={vllm_url}"] if vllm_url else [])

