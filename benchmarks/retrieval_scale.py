@@ -12,11 +12,14 @@ its topic's direction plus as much random noise (cosine about 0.5 between chunks
 about 0 between topics), queries alike. `--data uniform` draws every vector at random: no
 structure at all, the worst case for any graph index (docs/benchmarks.md has both).
 
-    .venv/bin/python benchmarks/retrieval_scale.py --chunks 100000 [--engine edge|local] [--data clustered|uniform] [--queries 200] [--json]
+    .venv/bin/python benchmarks/retrieval_scale.py --chunks 100000 [--engine edge|local] [--data clustered|uniform] [--queries 200]
+        [--hnsw-ef 128,256,512] [--json]
 
 Engines: `edge` (Qdrant Edge, the default: HNSW, built by the store's commit, which the build
 time includes) and `local` (qdrant-client's embedded mode: exhaustive search). Prints one JSON object:
-{"chunks", "engine", "build_s", "p50_ms", "p95_ms", "recall_at_10", "qps": {"1", "2", "4", "8"}, "rss_mb"}.
+{"chunks", "engine", "build_s", "p50_ms", "p95_ms", "recall_at_10", "qps": {"1", "2", "4", "8"}, "rss_mb"}, the search
+figures at the engine's default effort; with `--hnsw-ef`, also "by_hnsw_ef": {EF: {"p50_ms", "p95_ms", "recall_at_10"}}, the
+same queries over the same index with `qdrant.hnsw_ef` set to each EF.
 """
 
 from __future__ import annotations
@@ -56,28 +59,29 @@ def main() -> None:
     parser.add_argument("--engine", choices=["edge", "local"], default="edge")
     parser.add_argument("--data", choices=["clustered", "uniform"], default="clustered")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--hnsw-ef", default="", help="comma-separated qdrant.hnsw_ef values to measure search with besides the default")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args()
+    efforts = [int(ef) for ef in args.hnsw_ef.split(",") if ef.strip()]
 
     corpus = synthetic_corpus(np.random.default_rng(0), args.chunks, args.queries, clustered=args.data == "clustered")
     vectors, queries, labels, ids = corpus.vectors, corpus.queries, corpus.labels, corpus.ids
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(QdrantConfig(collection="scale", engine=args.engine), Path(tmp) / "qdrant", "dense")
+        folder = Path(tmp) / "qdrant"
+        store = open_store(QdrantConfig(collection="scale", engine=args.engine), folder, "dense")
         began = time.perf_counter()
         build_index(store, corpus)
         build_s = time.perf_counter() - began
 
-        latencies, found = [], []
-        for q in queries:
-            t = time.perf_counter()
-            hits = store.search(q, "", 10, CALLER)
-            latencies.append(time.perf_counter() - t)
-            found.append({h.chunk_id for h in hits})
-
         allowed = np.flatnonzero(np.isin(labels, [LABELS.index(["public"]), LABELS.index(CALLER)]))
         exact = [set(np.array(ids)[allowed[np.argsort(-(vectors[allowed] @ q))[:10]]]) for q in queries]
-        recall = float(np.mean([len(f & e) / 10 for f, e in zip(found, exact)]))
+        searches = search_figures(store, queries, exact)
+        by_effort = {}
+        for ef in efforts:
+            tuned = open_store(QdrantConfig(collection="scale", engine=args.engine, hnsw_ef=ef), folder, "dense")
+            by_effort[str(ef)] = search_figures(tuned, queries, exact)
+            tuned.close()
 
         # Each thread count asks the queries again until 3 s have passed: one pass of 200 queries
         # can take a few tenths of a second, too short to time against this machine's noise.
@@ -93,14 +97,31 @@ def main() -> None:
         store.close()
 
     result = {
-        "chunks": args.chunks, "engine": args.engine, "data": args.data, "build_s": round(build_s, 1),
-        "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2), "p95_ms": round(float(np.percentile(latencies, 95)) * 1000, 2),
-        "recall_at_10": round(recall, 4), "qps": qps, "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "chunks": args.chunks, "engine": args.engine, "data": args.data, "build_s": round(build_s, 1), **searches,
+        "qps": qps, "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
+    if by_effort:
+        result["by_hnsw_ef"] = by_effort
     if not args.json:
         print(f"{args.chunks} chunks ({args.data}), engine {args.engine}: build {result['build_s']} s, p50 {result['p50_ms']} ms, "
               f"p95 {result['p95_ms']} ms, recall@10 {result['recall_at_10']}, queries/s by threads {qps}, peak RSS {result['rss_mb']} MB")
+        for ef, figures in by_effort.items():
+            print(f"  hnsw_ef {ef}: p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms, recall@10 {figures['recall_at_10']}")
     print(json.dumps(result))
+
+
+def search_figures(store: IndexWriter, queries: np.ndarray, exact: list[set[str]]) -> dict[str, float]:
+    """p50 and p95 latency of searching each query as the caller, and recall@10 against `exact`."""
+    latencies, found = [], []
+    for q in queries:
+        t = time.perf_counter()
+        hits = store.search(q, "", 10, CALLER)
+        latencies.append(time.perf_counter() - t)
+        found.append({h.chunk_id for h in hits})
+    return {
+        "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2), "p95_ms": round(float(np.percentile(latencies, 95)) * 1000, 2),
+        "recall_at_10": round(float(np.mean([len(f & e) / 10 for f, e in zip(found, exact)])), 4),
+    }
 
 
 class SyntheticCorpus(NamedTuple):

@@ -60,6 +60,10 @@ class QdrantConfig(_Section):
     path: Path | None = None  # default: <work_dir>/qdrant
     collection: str = Field("raft_chunks", pattern=r"^[A-Za-z0-9_-]+$")
     timeout_s: float = 30.0
+    hnsw_ef: int | None = Field(
+        None, ge=1, le=10000, description="edge and server: candidates an HNSW search keeps; more finds more of the true "
+        "nearest chunks of a large index, at some latency (docs/benchmarks.md); null: the engine's default",
+    )
 
 
 class ChecksConfig(_Section):

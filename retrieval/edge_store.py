@@ -42,17 +42,23 @@ ALIASES = "aliases.json"
 class EdgeStore:
     """Chunks of one logical index (`alias`) in Qdrant Edge shards: an IndexWriter (retrieval/index.py)."""
 
-    def __init__(self, folder: _Folder, alias: str, mode: SearchMode = "hybrid", local_index: Path | None = None) -> None:
+    def __init__(
+        self, folder: _Folder, alias: str, mode: SearchMode = "hybrid", local_index: Path | None = None, hnsw_ef: int | None = None,
+    ) -> None:
         self.folder = folder
         self.alias = alias
         self.mode = mode
         self.local_index = local_index  # where qdrant.engine local keeps its index: named when this one is empty
+        self.effort = qe.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None  # None: Qdrant Edge's default
         self.closed = False
 
     @classmethod
-    def open(cls, path: Path, alias: str, mode: SearchMode = "hybrid", local_index: Path | None = None) -> EdgeStore:
-        """The index `alias` in the Edge folder `path` (created when missing); StoreError when another process has it open."""
-        return cls(_folders.acquire(path), alias, mode, local_index)
+    def open(
+        cls, path: Path, alias: str, mode: SearchMode = "hybrid", local_index: Path | None = None, hnsw_ef: int | None = None,
+    ) -> EdgeStore:
+        """The index `alias` in the Edge folder `path` (created when missing), its dense searches keeping `hnsw_ef`
+        candidates; StoreError when another process has it open."""
+        return cls(_folders.acquire(path), alias, mode, local_index, hnsw_ef)
 
     def close(self) -> None:
         """Let go of the folder (it is unlocked when the last store of this process closes)."""
@@ -171,7 +177,8 @@ class EdgeStore:
         terms = query_vector(question)
         hybrid = self.mode == "hybrid" and bool(terms.indices)
         depth = fusion_depth(k) if hybrid else k
-        requests = [qe.QueryRequest(limit=depth, query=qe.Query.Nearest(vector.tolist(), using=DENSE), filter=allowed, with_payload=False)]
+        requests = [qe.QueryRequest(limit=depth, query=qe.Query.Nearest(vector.tolist(), using=DENSE), filter=allowed, params=self.effort,
+                                    with_payload=False)]
         if hybrid:
             requests.append(qe.QueryRequest(limit=depth, query=qe.Query.Nearest(_sparse(terms), using=SPARSE), filter=allowed, with_payload=False))
         with self._live() as shard:

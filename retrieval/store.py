@@ -37,12 +37,13 @@ from retrieval.sparse import SparseVector, query_vector
 def open_store(config: QdrantConfig, path: Path, mode: SearchMode = "hybrid") -> IndexWriter:
     """The index `config.collection` on the Qdrant server at `config.url` when set, else embedded at `path`
     by `config.engine` (edge: Qdrant Edge, local: qdrant-client's local mode); searches rank by `mode`
-    (hybrid: dense and BM25 fused, dense: the embedding alone)."""
+    (hybrid: dense and BM25 fused, dense: the embedding alone) with `config.hnsw_ef` (local mode searches
+    exhaustively)."""
     if config.url:
         client = QdrantClient(url=config.url, api_key=config.api_key, timeout=int(config.timeout_s))
         return ChunkStore(client, config.collection, local=False, layout=config, mode=mode)
     if config.engine == "edge":
-        return EdgeStore.open(path / "edge", config.collection, mode, local_index=path / "meta.json")
+        return EdgeStore.open(path / "edge", config.collection, mode, local_index=path / "meta.json", hnsw_ef=config.hnsw_ef)
     return ChunkStore(_local_clients.acquire(path), config.collection, local=True, path=path, mode=mode)
 
 
@@ -57,7 +58,7 @@ class ChunkStore:
         self.alias = alias
         self.local = local  # embedded Qdrant: payload indexes and the layout have no effect there
         self.path = path
-        self.layout = layout  # a server's shards, replication and on_disk for new collection versions
+        self.layout = layout  # a server's shards, replication, on_disk for new collection versions, and hnsw_ef
         self.mode = mode
         self.closed = False
         self._hybrid: dict[str, bool] = {}  # collection -> whether it has the sparse vector
@@ -195,7 +196,9 @@ class ChunkStore:
         terms = query_vector(question)
         hybrid = named and self.mode == "hybrid" and bool(terms.indices)
         depth = fusion_depth(k) if hybrid else k
-        requests = [models.QueryRequest(query=vector.tolist(), using=DENSE if named else None, filter=allowed, limit=depth, with_payload=False)]
+        effort = models.SearchParams(hnsw_ef=self.layout.hnsw_ef) if self.layout.hnsw_ef else None
+        requests = [models.QueryRequest(query=vector.tolist(), using=DENSE if named else None, filter=allowed, limit=depth,
+                                        params=effort, with_payload=False)]
         if hybrid:
             requests.append(models.QueryRequest(query=_sparse(terms), using=SPARSE, filter=allowed, limit=depth, with_payload=False))
         found = self.client.query_batch_points(self.alias, requests=requests)
