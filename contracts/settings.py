@@ -61,8 +61,9 @@ class QdrantConfig(_Section):
     collection: str = Field("raft_chunks", pattern=r"^[A-Za-z0-9_-]+$")
     timeout_s: float = 30.0
     hnsw_ef: int | None = Field(
-        None, ge=1, le=10000, description="edge and server: candidates an HNSW search keeps; more finds more of the true "
-        "nearest chunks of a large index, at some latency (docs/benchmarks.md); null: the engine's default",
+        256, ge=1, le=10000, description="edge and server: candidates an HNSW search keeps; more finds more of the true "
+        "nearest chunks of a large index, at some latency (at 1,000,000 chunks recall@10 0.93 at Qdrant's default, 0.99 at "
+        "256: docs/benchmarks.md); null: the engine's default",
     )
 
 

@@ -70,7 +70,7 @@ def test_commit_builds_the_hnsw_index_and_filtered_search_stays_exact_enough(tmp
         return sum(len(true & {h.chunk_id for h in searcher.search(q, "", 10, ["hr", "internal"])}) for q, true in zip(queries, everyone)) / 200
 
     narrow = open_store(EDGE.model_copy(update={"hnsw_ef": 10}), tmp_path / "qdrant", "dense")
-    assert recall_of_all(narrow) < 0.5 * recall_of_all(store)  # measured: 0.13 against 0.675 at the default effort
+    assert recall_of_all(narrow) < 0.5 * recall_of_all(store)  # measured: 0.13-0.15 against 0.95 at the default 256
     narrow.close()
     store.close()
 
