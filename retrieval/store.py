@@ -196,7 +196,7 @@ class ChunkStore:
         terms = query_vector(question)
         hybrid = named and self.mode == "hybrid" and bool(terms.indices)
         depth = fusion_depth(k) if hybrid else k
-        effort = models.SearchParams(hnsw_ef=self.layout.hnsw_ef) if self.layout.hnsw_ef else None
+        effort = models.SearchParams(hnsw_ef=self.layout.hnsw_ef) if self.layout.hnsw_ef and not self.local else None  # local: exhaustive
         requests = [models.QueryRequest(query=vector.tolist(), using=DENSE if named else None, filter=allowed, limit=depth,
                                         params=effort, with_payload=False)]
         if hybrid:
