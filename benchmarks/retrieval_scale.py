@@ -18,8 +18,8 @@ structure at all, the worst case for any graph index (docs/benchmarks.md has bot
 Engines: `edge` (Qdrant Edge, the default: HNSW, built by the store's commit, which the build
 time includes) and `local` (qdrant-client's embedded mode: exhaustive search). Prints one JSON object:
 {"chunks", "engine", "build_s", "p50_ms", "p95_ms", "recall_at_10", "qps": {"1", "2", "4", "8"}, "rss_mb"}, the search
-figures at the engine's default effort; with `--hnsw-ef`, also "by_hnsw_ef": {EF: {"p50_ms", "p95_ms", "recall_at_10"}}, the
-same queries over the same index with `qdrant.hnsw_ef` set to each EF.
+figures at the default `qdrant.hnsw_ef`; with `--hnsw-ef`, also "by_hnsw_ef": {EF: {"p50_ms", "p95_ms", "recall_at_10"}},
+the same queries over the same index with `qdrant.hnsw_ef` set to each EF.
 """
 
 from __future__ import annotations
