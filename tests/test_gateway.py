@@ -34,8 +34,8 @@ from serving.engine import Engine
 from serving.gateway import create_app
 from serving.grounding import closest_sentences, quotable
 from serving.vllm_process import free_port
-from tests.fake_vllm import WINDOW, FakeVLLM
 from tests.conftest import KB_JSONL, PUMP_MD, SALARIES_MD, VALVE_MD, quote_alternatives, write
+from tests.fake_vllm import WINDOW, FakeVLLM
 
 KEYS = {"public-key": (), "hr-key": ("hr",)}
 PUBLIC = {"Authorization": "Bearer public-key"}
