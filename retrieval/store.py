@@ -58,7 +58,9 @@ class ChunkStore:
         self.alias = alias
         self.local = local  # embedded Qdrant: payload indexes and the layout have no effect there
         self.path = path
-        self.layout = layout  # a server's shards, replication, on_disk for new collection versions, and hnsw_ef
+        self.layout = layout  # a server's shards, replication and on_disk for new collection versions
+        # A server's HNSW search effort; local mode searches exhaustively (and warns when given one).
+        self.effort = models.SearchParams(hnsw_ef=layout.hnsw_ef) if layout.hnsw_ef and not local else None
         self.mode = mode
         self.closed = False
         self._hybrid: dict[str, bool] = {}  # collection -> whether it has the sparse vector
@@ -196,9 +198,8 @@ class ChunkStore:
         terms = query_vector(question)
         hybrid = named and self.mode == "hybrid" and bool(terms.indices)
         depth = fusion_depth(k) if hybrid else k
-        effort = models.SearchParams(hnsw_ef=self.layout.hnsw_ef) if self.layout.hnsw_ef and not self.local else None  # local: exhaustive
         requests = [models.QueryRequest(query=vector.tolist(), using=DENSE if named else None, filter=allowed, limit=depth,
-                                        params=effort, with_payload=False)]
+                                        params=self.effort, with_payload=False)]
         if hybrid:
             requests.append(models.QueryRequest(query=_sparse(terms), using=SPARSE, filter=allowed, limit=depth, with_payload=False))
         found = self.client.query_batch_points(self.alias, requests=requests)

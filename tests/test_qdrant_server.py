@@ -50,10 +50,12 @@ def test_new_collections_get_the_configured_sharding_and_replication():
 
 def test_config_reaches_the_server_client(monkeypatch):
     monkeypatch.setenv("RAFT_QDRANT_API_KEY", "s3cret")
-    cfg = load_config(REPO / "raft.yaml", {"qdrant.url": "http://127.0.0.1:1", "qdrant.shards": "3", "qdrant.replication_factor": "2"})
+    cfg = load_config(REPO / "raft.yaml", {"qdrant.url": "http://127.0.0.1:1", "qdrant.shards": "3", "qdrant.replication_factor": "2",
+                                           "qdrant.hnsw_ef": "128"})
     store = open_index(cfg)  # the client connects lazily: nothing listens on port 1
     try:
         assert not store.local and (store.layout.shards, store.layout.replication_factor, store.layout.on_disk) == (3, 2, False)
+        assert store.effort is not None and store.effort.hnsw_ef == 128  # sent with every dense search
         assert store.client._client.rest_uri.startswith("http://127.0.0.1:1")
         assert store.client._client._rest_headers["api-key"] == "s3cret"  # what every REST request sends
     finally:
