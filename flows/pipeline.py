@@ -148,6 +148,19 @@ def _key(kind: str, parts: dict[str, Any]) -> str:
     return f"{kind}-" + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
+def dataset_key(cfg: RaftConfig, corpus_digest: str) -> str:
+    """The dataset's cache key: everything that decides its examples. The hard negatives are what
+    search ranks near each question, so the search mode, the engine and its HNSW effort count."""
+    qa = cfg.dataset.qa_file
+    engine = "server" if cfg.qdrant.url else cfg.qdrant.engine
+    return _key("dataset", {
+        "corpus": corpus_digest, "index": index_settings(cfg).signature, "qa": sha256(qa.read_bytes()) if qa else None,
+        "search": {"mode": cfg.search.mode, "engine": engine, "hnsw_ef": cfg.qdrant.hnsw_ef},
+        "dataset": cfg.dataset.model_dump(mode="json"), "teacher": cfg.teacher.model_dump(mode="json", exclude={"api_key"}),
+        "prompt_format": PROMPT_FORMAT, "extractive_teacher": EXTRACTIVE_TEACHER, "work_dir": str(cfg.work_dir.resolve()),
+    })
+
+
 @task(name="make-dataset", persist_result=True)
 def _dataset(cfg: RaftConfig, key: str) -> dict[str, str]:
     built = make_dataset(cfg, progress=_progress())
@@ -158,14 +171,7 @@ def _dataset(cfg: RaftConfig, key: str) -> dict[str, str]:
 def build_dataset(config: str | None = None, overrides: dict[str, Any] | None = None, corpus_digest: str | None = None) -> dict[str, Any]:
     """RAFT examples from the index; skipped when the indexed corpus, QA file and settings are unchanged."""
     cfg = load(config, overrides)
-    corpus_digest = corpus_digest or snapshot_digest(_snapshot(cfg))
-    qa = cfg.dataset.qa_file
-    key = _key("dataset", {
-        "corpus": corpus_digest, "index": index_settings(cfg).signature, "qa": sha256(qa.read_bytes()) if qa else None,
-        "search": cfg.search.mode,  # the hard negatives are what search ranks near each question
-        "dataset": cfg.dataset.model_dump(mode="json"), "teacher": cfg.teacher.model_dump(mode="json", exclude={"api_key"}),
-        "prompt_format": PROMPT_FORMAT, "extractive_teacher": EXTRACTIVE_TEACHER, "work_dir": str(cfg.work_dir.resolve()),
-    })
+    key = dataset_key(cfg, corpus_digest or snapshot_digest(_snapshot(cfg)))
     result, cached = _run_cached(_dataset, cfg, (cfg, key), lambda made: Path(made["path"]).is_dir())
     return {**result, "cached": cached}
 

@@ -106,6 +106,22 @@ def test_bad_cron_is_named(tmp_path, capsys):
     assert "flows.retrain_schedule is not a cron expression" in capsys.readouterr().err
 
 
+def test_dataset_key_follows_what_ranks_the_hard_negatives(tmp_path):
+    from flows.pipeline import dataset_key
+
+    def key(**overrides):
+        return dataset_key(load_config(CONFIG, {"work_dir": str(tmp_path), **overrides}), "corpus-digest")
+
+    base = key()
+    assert key() == base
+    for setting, value in [("search.mode", "dense"), ("qdrant.hnsw_ef", "64"), ("qdrant.engine", "local"),
+                           ("qdrant.url", "http://qdrant:6333"), ("dataset.k", "3"), ("chunking.size", "128")]:
+        assert key(**{setting: value}) != base, setting
+    # settings that do not touch the examples leave the dataset cached
+    assert key(**{"training.epochs": "5", "search.k": "9", "serving.port": "9001"}) == base
+    assert dataset_key(load_config(CONFIG, {"work_dir": str(tmp_path)}), "another-digest") != base
+
+
 # --- the flows on real stages --------------------------------------------------------------------
 
 
