@@ -178,6 +178,12 @@ def test_the_adapter_loads_in_peft_and_matches_the_merged_model(trained, base_mo
         torch.testing.assert_close(model(ids).logits, merged(ids).logits, atol=2e-3, rtol=1e-3)
 
 
+@pytest.mark.parametrize(("cuda", "bf16", "rows"), [(True, True, 4), (True, False, 4), (False, True, 4), (False, False, 1)])
+def test_whole_batches_per_pass_except_on_a_cpu_in_fp32(cuda, bf16, rows):
+    """fp32 batches on CPU churn pages (one per pass was 1.92x); in bf16 whole batches are faster (docs/benchmarks.md)."""
+    assert trainer.rows_per_pass(4, cuda=cuda, bf16=bf16) == rows
+
+
 def test_right_padding_without_a_mask_changes_no_loss(base_model, small_dataset, llm_tokenizer):
     """The trainer drops the attention mask (right padding is invisible under the causal mask)."""
     from transformers import AutoModelForCausalLM

@@ -35,12 +35,6 @@ from training.tokenization import IGNORE, TokenizedExample, tokenize_example
 
 CHECKPOINTS = "checkpoints"
 KEEP_CHECKPOINTS = 2
-# Examples per forward pass on CPU. Batching gains nothing there at a thousand tokens a row, and
-# a batch's activations outgrow glibc's 32 MB mmap threshold, so each step maps fresh pages and
-# hands them back on free; on a VM with free page reporting that page churn can cost more than
-# the compute (docs/benchmarks.md, benchmarks/train_bench.py). The gradient is the same either
-# way: the losses are summed, then divided once.
-CPU_ROWS = 1
 
 
 class TrainingError(RuntimeError):
@@ -76,7 +70,7 @@ def train(base: BaseModel, dataset_dir: Path, run_dir: Path, s: TrainingConfig, 
     if not train_set:
         raise TrainingError(f"{dataset_dir} has no training example that fits max_seq_len={s.max_seq_len}")
     plan = _batch_plan(train_set, s, accelerator.num_processes, accelerator.process_index)
-    rows = s.batch_size if cuda else CPU_ROWS  # examples per forward pass
+    rows = rows_per_pass(s.batch_size, cuda, bf16)
     total_steps = len(plan)
 
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.bfloat16 if bf16 else torch.float32)
@@ -159,6 +153,19 @@ def train(base: BaseModel, dataset_dir: Path, run_dir: Path, s: TrainingConfig, 
         _save_adapter(accelerator.unwrap_model(model), tokenizer, adapter_dir)
     accelerator.wait_for_everyone()
     return TrainResult(adapter_dir, metrics) if accelerator.is_main_process else None
+
+
+def rows_per_pass(batch_size: int, cuda: bool, bf16: bool) -> int:
+    """Examples per forward pass: the whole batch on CUDA and in bf16, one at a time on a CPU in fp32.
+
+    A batch of fp32 activations outgrows glibc's 32 MB mmap threshold at a thousand tokens a row,
+    so each step maps fresh pages and hands them back on free; on a VM with free page reporting
+    that page churn costs more than the compute (one per pass was 1.92x whole batches on an AVX2
+    CPU). bf16 activations are half the size and stay under it: there whole batches are the faster
+    (one per pass was 0.77-0.79x on an AVX512-BF16 CPU). docs/benchmarks.md, benchmarks/train_bench.py.
+    The gradient is the same either way: the losses are summed, then divided once.
+    """
+    return batch_size if cuda or bf16 else 1
 
 
 def evaluate_loss(model: Any, examples: list[TokenizedExample], batch_size: int, accelerator: Any) -> float:
