@@ -173,7 +173,7 @@ class GateConfig(_Section):
 class EvaluationConfig(_Section):
     k: int = Field(5, ge=1, description="retrieved documents per question")
     k_sweep: list[int] = []
-    settings: list[Literal["closed_book", "rag", "raft_rag", "oracle", "dsf"]] = ["closed_book", "rag", "raft_rag", "oracle"]
+    settings: list[Literal["closed_book", "rag", "raft_rag", "oracle", "no_oracle", "dsf"]] = ["closed_book", "rag", "raft_rag", "oracle"]
     max_tokens: int = Field(256, ge=8)
     concurrency: int = Field(8, ge=1)
     limit: int | None = Field(None, ge=1, description="evaluate the first N questions only")

@@ -17,7 +17,7 @@ from contracts.prompt import ContextDoc
 from contracts.settings import EvaluationConfig, GateConfig
 from evaluation.gate import decide, decisions, record
 from evaluation.metrics import answer_contained, exact_match, score_output, summarize, token_f1
-from evaluation.plan import SETTINGS, Models, plan_jobs
+from evaluation.plan import DISTRACTOR_DEPTH, SETTINGS, Models, plan_jobs, retrieval_depth
 from evaluation.questions import EvalQuestion
 from evaluation.report import write_report
 from evaluation.run import retrieval_scores, summarize_rows
@@ -127,6 +127,18 @@ def test_plan_covers_each_setting_and_k_and_skips_oracle_when_unknown():
     assert [d.title for d in by[("q1", "rag", 3)].docs] == ["d1", "d2", "d3"] and by[("q1", "rag", 3)].model == "base"
     assert by[("q1", "raft_rag", 1)].model == "raft-x" and len(by[("q1", "raft_rag", 1)].docs) == 1
     assert by[("q1", "oracle", 1)].docs == (DOC,) and ("q2", "oracle", 1) not in by
+
+
+def test_no_oracle_shows_the_next_chunks_of_other_documents_that_do_not_hold_the_answer():
+    known = EvalQuestion("q1", "Q1?", "16 bar", ("d1",), None, ("16 bar", "sixteen bar"))
+    unknown = EvalQuestion("q2", "Q2?", "16 bar", (), None)
+    holds = Hit("d3-0", 1.0, "d3", "d3.md", "d3", "It takes sixteen bar.", [], 0, 10, ["public"])  # another document that answers
+    found = [hit("d1"), Hit("d1-1", 1.0, "d1", "d1.md", "d1", "more of d1", [], 1, 10, ["public"]), hit("d2"), holds, hit("d4"), hit("d5")]
+    jobs = plan_jobs([known, unknown], [found, found], ["no_oracle"], Models(tuned="raft-x"), [1, 3])
+    assert [(j.question.id, j.k, [d.title for d in j.docs]) for j in jobs] == [("q1", 1, ["d2"]), ("q1", 3, ["d2", "d4", "d5"])]
+    assert jobs[0].model == "raft-x"
+    assert retrieval_depth(["rag", "raft_rag"], [5]) == 5 and retrieval_depth(["raft_rag", "no_oracle"], [5, 80]) == 80
+    assert retrieval_depth(["no_oracle"], [5]) == DISTRACTOR_DEPTH, "deep enough that k chunks remain below the source's"
 
 
 def test_retrieval_scores_recall_by_k_and_mrr():
