@@ -87,7 +87,7 @@ class SearchConfig(_Section):
 
 class DatasetConfig(_Section):
     qa_file: Path | None = Path("examples/qa.jsonl")  # null: questions come from the teacher only
-    p: float = Field(0.8, ge=0, le=1, description="probability that the oracle is in an example's context")
+    p: float = Field(0.9, ge=0, le=1, description="probability that the oracle is in an example's context")
     k: int = Field(4, ge=0, le=50, description="distractor documents per example")
     random_share: float = Field(0.0, ge=0, le=1, description="share of distractors drawn at random instead of retrieved")
     seed: int = 0

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from contracts.prompt import parse_output
-from contracts.settings import QdrantConfig
+from contracts.settings import DatasetConfig, QdrantConfig
 from retrieval.qa import read_qa_file
 from retrieval.quality import evaluate_retrieval
 from retrieval.store import open_store
@@ -66,8 +66,8 @@ def test_sample_dataset_keeps_the_raft_invariants(sample_dataset):
     card = read_card(path)
     train, eval_ = read_examples(path, "train"), read_examples(path, "eval")
     assert len(train) >= 200 and len(eval_) >= 40
-    # P = 0.8 within a tolerance of about three standard deviations for this many examples.
-    assert abs(sum(r["oracle_present"] for r in train) / len(train) - 0.8) < 0.08
+    # P within a tolerance of about three standard deviations for this many examples.
+    assert abs(sum(r["oracle_present"] for r in train) / len(train) - DatasetConfig().p) < 0.08
     restricted = {cid for cid, c in chunks.items() if c.access != ["public"]}
     eval_docs = {r["oracle_doc_id"] for r in eval_}
     for r in train + eval_:
