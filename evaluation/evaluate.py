@@ -24,7 +24,7 @@ from contracts.generation import Sampling
 from contracts.prompt import PROMPT_FORMAT
 from contracts.settings import RaftConfig
 from evaluation.gate import Decision, decide, record
-from evaluation.plan import BASE, TUNED_SETTINGS, Job, Models, check_settings, plan_jobs, retrieval_depth
+from evaluation.plan import BASE, TUNED_SETTINGS, Job, Models, plan_jobs, retrieval_depth
 from evaluation.questions import EvalQuestion, EvaluationError, from_dataset, from_qa
 from evaluation.run import retrieval_scores, run_jobs, summarize_rows
 from retrieval.embedding import Embedder
@@ -73,7 +73,6 @@ def evaluate(
         raise EvaluationError("the dsf setting needs a model tuned without documents: pass --dsf VERSION")
     ks = sorted(set(k_sweep or e.k_sweep) | {e.k})
 
-    check_settings(settings)
     questions, hits, source = _questions_and_hits(cfg, open_index, embedder, qa_file, dataset, retrieval_depth(settings, ks))
     versions = {v.name: v for v in (tuned, dsf_version) if v is not None}
     models = Models(tuned=tuned.name if tuned else None, dsf=dsf_version.name if dsf_version else None)

@@ -112,4 +112,5 @@ def plan_jobs(
 
 def retrieval_depth(settings: Sequence[str], ks: Sequence[int]) -> int:
     """How many chunks to retrieve per question for the jobs of `settings` at `ks`."""
+    check_settings(settings)
     return max(max(ks), DISTRACTOR_DEPTH if any(SETTINGS[n].context == "distractors" for n in settings) else 0)

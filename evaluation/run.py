@@ -42,9 +42,9 @@ def run_jobs(
 
 
 def summarize_rows(rows: Sequence[dict[str, Any]], k: int) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Metrics per setting (rag and raft_rag at `k`), and per k of the sweep for rag and raft_rag.
+    """Metrics per setting (the swept ones, rag, raft_rag and no_oracle, at `k`), and per k of the sweep for those.
 
-    Only rag and raft_rag are grouped by k: an oracle row's k is the size of its own context,
+    Only the swept settings are grouped by k: an oracle row's k is the size of its own context,
     which differs between questions, and every setting's row covers all of its questions.
     """
     groups: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
