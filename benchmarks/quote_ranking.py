@@ -1,7 +1,7 @@
 """Which sentence grounded decoding lets the model quote: how often the one ranked first holds a gold answer.
 
 With `generation.quote_candidates` 1 (the default) a quote can only be the context sentence that
-`serving.grounding.closest_sentences` ranks first, so this rate bounds how often the tuned model
+`retrieval.evidence.closest_sentences` ranks first, so this rate bounds how often the tuned model
 can quote the answer. For each question of a QA file, the raft_rag context is rebuilt as
 `raft eval` builds it (the top `evaluation.k` chunks of the work dir's index), and its quotable
 sentences are ranked by:
@@ -31,16 +31,17 @@ from flows.config import load_config  # noqa: E402
 from flows.wiring import make_embedder, open_index  # noqa: E402
 from retrieval.qa import read_qa_file  # noqa: E402
 from retrieval.search import search_many  # noqa: E402
-from serving.grounding import TERM_WEIGHT, match_signals, quotable  # noqa: E402
+from retrieval.evidence import TERM_WEIGHT, match_sentences, quotable  # noqa: E402
 
 WEIGHTS = (0.1, TERM_WEIGHT, 0.3)
 
 
-def rankings(question: str, found: list[str], docs, embed) -> dict[str, list[str]]:
-    """Each ranker's order of `found`, the context's quotable sentences (best first); the signals are
-    grounding's own (`match_signals`), so the TERM_WEIGHT row is `closest_sentences`' ranking."""
+def rankings(question: str, docs, embed) -> dict[str, list[str]]:
+    """Each ranker's order of the context's quotable sentences (best first); the signals are
+    grounding's own (`match_sentences`), so the TERM_WEIGHT row is `closest_sentences`' ranking."""
+    match = match_sentences(question, docs, embed)
+    found, with_title, terms = match.sentences, match.cosines, match.terms
     vectors = embed([question, *found])
-    with_title, terms = match_signals(question, found, docs, embed)
 
     def order(scores) -> list[str]:
         return [found[i] for i in sorted(range(len(found)), key=lambda i: (-float(scores[i]), i))]
@@ -75,7 +76,7 @@ def main() -> None:
             if not any(holds(s) for s in found):
                 continue
             answerable += 1
-            for name, ranked in rankings(item.question, found, docs, embedder.encode).items():
+            for name, ranked in rankings(item.question, docs, embedder.encode).items():
                 first[name] = first.get(name, 0) + holds(ranked[0])
                 three[name] = three.get(name, 0) + any(holds(s) for s in ranked[:3])
         print(f"\n{qa_file}: {len(items)} questions, {answerable} with a gold answer in a context sentence (k {cfg.evaluation.k})")

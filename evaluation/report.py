@@ -21,6 +21,7 @@ COLUMNS = (
     ("n", "n"), ("em", "EM"), ("f1", "F1"), ("answer_contained", "contained"), ("quote_faithfulness", "quote faithfulness"),
     ("answer_in_quote", "answer in quote"), ("wrong_idk", "wrong IDK"), ("idk_without_answer", "IDK w/o answer"),
     ("answer_parse_rate", "parse rate"), ("latency_s", "latency s"), ("output_tokens", "output tokens"), ("reasked", "asked again"),
+    ("below_evidence_floor", "below evidence floor"),
 )
 
 

@@ -7,7 +7,7 @@ what production serves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,25 +17,28 @@ from evaluation.metrics import AnswerScore, score_output, summarize
 from evaluation.plan import SETTINGS, SWEPT_SETTINGS, Job
 from evaluation.questions import EvalQuestion
 from retrieval.index import Hit
-from serving.grounding import Grounder
+from serving.grounding import Grounder, abstained
 
 
 def run_jobs(
     jobs: Sequence[Job], base_url: str, sampling: Sampling, concurrency: int, grounder: Grounder,
-    on_done: Callable[[], None] = lambda: None,
+    on_done: Callable[[], None] = lambda: None, floors: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Ask the server every job (`concurrency` at a time) grounded by `grounder`, as the gateway asks;
-    one scored row per job, in job order."""
+    """Ask the server every job (`concurrency` at a time) grounded by `grounder` with the evidence
+    floor of the job's model (`floors`; none for a model not in it), as the gateway asks; one scored
+    row per job, in job order."""
 
     def ask(job: Job) -> dict[str, Any]:
         messages = build_messages(job.question.question, job.docs)
-        done = complete(client, job.model, messages, sampling, grounder.request_fields(job.question.question, job.docs) or None)
+        fields = grounder.with_floor((floors or {}).get(job.model)).request_fields(job.question.question, job.docs)
+        done = complete(client, job.model, messages, sampling, fields or None)
         reask = grounder.reask(job.question.question, done.text)
         more = reask.sampling(sampling, done.completion_tokens) if reask else None
         if reask and more:
             done = done.continued(reask.prefix, complete(client, job.model, reask.messages(messages), more, reask.extra_body()))
         on_done()
-        return _row(job, done, score_output(done.text, job.question.references, job.docs), reasked=bool(reask and more))
+        return _row(job, done, score_output(done.text, job.question.references, job.docs), reasked=bool(reask and more),
+                    below_floor=abstained(fields))
 
     with model_client(base_url) as client, ThreadPoolExecutor(concurrency) as pool:
         return list(pool.map(ask, jobs))
@@ -93,10 +96,11 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "output_tokens": round(sum(r["completion_tokens"] for r in rows) / n, 1),
         "truncated_outputs": sum(r["finish_reason"] == "length" for r in rows),
         "reasked": sum(r["reasked"] for r in rows),
+        "below_evidence_floor": sum(r.get("below_floor", False) for r in rows),
     }
 
 
-def _row(job: Job, done: Completion, score: AnswerScore, reasked: bool) -> dict[str, Any]:
+def _row(job: Job, done: Completion, score: AnswerScore, reasked: bool, below_floor: bool) -> dict[str, Any]:
     return {
         "setting": job.setting, "k": job.k, "model": job.model, "id": job.question.id,
         "question": job.question.question, "reference": job.question.answer, "output": done.text,
@@ -107,6 +111,7 @@ def _row(job: Job, done: Completion, score: AnswerScore, reasked: bool) -> dict[
         "context_sources": [d.source for d in job.docs],
         "latency_s": round(done.latency_s, 3), "prompt_tokens": done.prompt_tokens,
         "completion_tokens": done.completion_tokens, "finish_reason": done.finish_reason, "reasked": reasked,
+        "below_floor": below_floor,
     }
 
 

@@ -39,6 +39,7 @@ from flows.evaluate import gate
 from flows.steps import make_dataset, sync_index, train_version
 from flows.wiring import index_settings, open_index
 from retrieval.documents import sha256
+from retrieval.evidence import MEASURE as EVIDENCE_MEASURE
 from retrieval.index import StoreError
 from serving.vllm_process import VLLMError
 from training.base_model import resolve_base_model
@@ -158,6 +159,7 @@ def dataset_key(cfg: RaftConfig, corpus_digest: str) -> str:
         "search": {"mode": cfg.search.mode, "engine": engine, "hnsw_ef": cfg.qdrant.hnsw_ef},
         "dataset": cfg.dataset.model_dump(mode="json"), "teacher": cfg.teacher.model_dump(mode="json", exclude={"api_key"}),
         "prompt_format": PROMPT_FORMAT, "extractive_teacher": EXTRACTIVE_TEACHER, "work_dir": str(cfg.work_dir.resolve()),
+        "evidence_measure": EVIDENCE_MEASURE,  # the card's evidence profile, which serving's floor is calibrated on
     })
 
 

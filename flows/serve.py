@@ -32,6 +32,7 @@ from serving.chat_service import GatewaySettings, Retriever
 from serving.citations import SourceDoc
 from serving.engine import BASE, Engine, SwapError
 from serving.gateway import create_app
+from serving.grounding import version_floor
 from serving.vllm_process import VLLMServer, VLLMSettings, for_versions
 from training.base_model import resolve_base_model
 from training.registry import Version, get_version, read_aliases
@@ -55,6 +56,7 @@ class Stack:
     store: IndexReader
     base_path: str  # the base model's checkpoint (resolved and verified once, at start)
     stop_event: threading.Event
+    floors: dict[str, float]  # served version -> evidence floor, which the gateway reads per request
 
     def stop(self) -> None:
         """Stop the background threads and vLLM (its whole process group), close the index."""
@@ -87,8 +89,11 @@ def start_stack(cfg: RaftConfig, vllm_log: Path | None = None) -> Stack:
     store = open_index(cfg)
     embedder = make_embedder(cfg)
     retrieve = make_retriever(store, embedder)
-    app = create_app(GatewaySettings(cfg.serving, cfg.generation, cfg.vllm), engine, retrieve, embedder.encode)
-    stack = Stack(cfg, server, engine, app, retrieve, store, base_path, threading.Event())
+    floors: dict[str, float] = {}
+    if version is not None:
+        _add_floor(cfg, floors, version)
+    app = create_app(GatewaySettings(cfg.serving, cfg.generation, cfg.vllm), engine, retrieve, embedder.encode, floors=floors)
+    stack = Stack(cfg, server, engine, app, retrieve, store, base_path, threading.Event(), floors)
     if server is not None:
         threading.Thread(target=_supervise, args=(stack, folder), name="vllm-supervisor", daemon=True).start()
     if s.model == "production" and not cfg.vllm.merged:
@@ -157,6 +162,17 @@ def _configured_version(cfg: RaftConfig) -> Version | None:
     return get_version(folder, cfg.serving.model)
 
 
+def _add_floor(cfg: RaftConfig, floors: dict[str, float], version: Version) -> None:
+    """Put `version`'s evidence floor into `floors`; say so when it has none."""
+    floor = version_floor(version, cfg.generation, cfg.embedding.model)
+    if floor is not None:
+        floors[version.name] = floor
+        log.info("%s answers \"I don't know\" when the context's best sentence matches below %.3f (evidence floor)", version.name, floor)
+    elif cfg.generation.evidence_quantile and cfg.generation.grounding == "constrained":
+        log.warning("%s has no evidence profile for %s (trained before it existed, or on another embedding model): no evidence "
+                    "floor; train it again to get one", version.name, cfg.embedding.model)
+
+
 def _swap_external(cfg: RaftConfig, engine: Engine, version: Version) -> None:
     try:
         engine.swap(version.name, adapter_path(cfg.vllm, version))
@@ -193,7 +209,9 @@ def _watch_registry(stack: Stack, folder: Path) -> None:
             name = read_aliases(folder)["production"]
             if name is None or name in (stack.engine.active, failed):
                 continue
-            record = stack.engine.swap(name, adapter_path(stack.cfg.vllm, get_version(folder, name)))
+            version = get_version(folder, name)
+            _add_floor(stack.cfg, stack.floors, version)  # before the swap: its first answer already has it
+            record = stack.engine.swap(name, adapter_path(stack.cfg.vllm, version))
             log.info("now serving %s (loaded and probed in %.1f s)", name, record.seconds)
         except SwapError as e:
             failed = name

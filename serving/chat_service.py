@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from contracts.settings import GenerationConfig, ServingConfig, VLLMConfig
 from contracts.textmatch import answer_tokens
 from serving.citations import SourceDoc, cite
 from serving.engine import Engine
-from serving.grounding import Embed, Grounder, answer_grounded
+from serving.grounding import Embed, Grounder, abstained, answer_grounded
 from serving.protocol import ApiError, ChatRequest, ChunkWriter, completion
 
 Retriever = Callable[[str, int, Sequence[str]], list[SourceDoc]]  # question, k, groups -> context
@@ -96,10 +96,15 @@ class RagChatService:
     """Answers chat requests from retrieved (or caller-given) documents through vLLM."""
 
     def __init__(
-        self, settings: GatewaySettings, engine: Engine, retrieve: Retriever, embed: Embed, client: openai.AsyncOpenAI, metrics: Metrics
+        self, settings: GatewaySettings, engine: Engine, retrieve: Retriever, embed: Embed, client: openai.AsyncOpenAI, metrics: Metrics,
+        floors: Mapping[str, float] | None = None,
     ):
         self.settings, self.engine, self.retrieve, self.client, self.metrics = settings, engine, retrieve, client, metrics
         self.grounder = Grounder.from_config(settings.generation, embed)
+        # Served model -> its evidence floor (a version's, calibrated on its training contexts; the
+        # caller keeps it current across swaps). Retrieved context only: documents a caller brings
+        # are not the corpus it was calibrated on.
+        self.floors = floors if floors is not None else {}
         self.max_model_len = settings.vllm.max_model_len
 
     async def prepare(self, body: ChatRequest, groups: tuple[str, ...]) -> Prepared:
@@ -120,7 +125,7 @@ class RagChatService:
         self.metrics.retrieval.observe(time.perf_counter() - t)
         context, messages = await self._fit(served, question, context, max_tokens, own)
         sampling = Sampling(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed or 0)
-        grounder = self.grounder.with_grounding(body.raft.grounding)
+        grounder = self.grounder.with_grounding(body.raft.grounding).with_floor(None if own else self.floors.get(served))
         extra = await run_in_threadpool(grounder.request_fields, question, [s.doc for s in context])  # embeds: off the event loop
         return Prepared(body, served, question, context, messages, sampling, grounder, extra, began)
 
@@ -331,9 +336,10 @@ def _visible(output: str, reasoning: bool, echo_of: str | None = None) -> str | 
 
 
 def _raft_fields(p: Prepared, parsed: ParsedOutput) -> dict[str, Any]:
-    """The `raft` object of a reply (streamed: of its last event): who answered, from what, how grounded."""
+    """The `raft` object of a reply (streamed: of its last event): who answered, from what, how grounded,
+    and whether the context fell below the evidence floor (so "I don't know" was the only answer)."""
     return {"served_model": p.served, "answer": parsed.answer, "grounding": p.grounder.grounding, "grounded": answer_grounded(parsed),
-            "context": [_describe(s) for s in p.context]}
+            "below_evidence_floor": abstained(p.extra), "context": [_describe(s) for s in p.context]}
 
 
 def _describe(s: SourceDoc) -> dict[str, Any]:

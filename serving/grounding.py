@@ -18,10 +18,13 @@ can only be followed by a sentence that is in the prompt, character for characte
 line of its own together with the sentence below it, as documentation lists flags and settings:
 `contracts.textmatch.statements`).
 With `generation.quote_candidates` N > 0, a quote may be only one of the N sentences of the
-context that best match the question (`closest_sentences`: the retrieval's embedding model and
+context that best match the question (`retrieval.evidence`: the retrieval's embedding model and
 BM25, each sentence read with its document's title): a small model finds the sentence that
 holds the answer less often than this ranks it first (measured in docs/benchmarks.md), so the
 choice is narrowed before decoding.
+With an evidence floor (`retrieval.evidence.evidence_floor`, calibrated on the served version's
+own training contexts), a context whose best sentence matches the question less than that gets
+the grammar of "I don't know" alone: the documents do not say, so the model may not answer.
 A grammar rather than a regex: the answer spans of a sentence of n words are n rules here, n²/2
 alternatives as a regex (a 60-word sentence compiled 50x slower). The gateway and evaluation
 both ask through `Grounder.request_fields`, so what is measured is what is served.
@@ -32,19 +35,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from contracts.answers import FUNCTION_WORDS, answer_in_quotes, echoes_question, is_abstention
 from contracts.generation import Sampling
 from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, UNKNOWN_ANSWER, ContextDoc, ParsedOutput, parse_output
 from contracts.settings import AnswerForm, GenerationConfig, Grounding
-from contracts.textmatch import answer_tokens, statements
-from retrieval.sparse import bm25_scores
-
-Embed = Callable[[list[str]], np.ndarray]  # texts -> unit-length vectors, one row per text
+from contracts.textmatch import answer_tokens
+from retrieval.evidence import Embed, evidence_floor, match_sentences, quotable
+from training.registry import Version
 
 # The units an answer span starts and ends on: words, and each punctuation mark on its own (so
 # "16 bar" can end before the sentence's final period).
@@ -57,12 +57,6 @@ _WORD_ONLY = re.compile(r"\w+")
 # (docs/benchmarks.md).
 _SIGN = re.compile(r"(?<![^\s])[-+±$€£¥]+(?=\d)")
 _TOKEN = re.compile(r"\S+")
-_HEADING = re.compile(r"\s*#{1,6}(\s|$)")
-# How much exact terms count beside the embedding when quote candidates are chosen. Measured over
-# the raft_rag contexts of the squad, sample-domain and rustdocs questions (docs/benchmarks.md):
-# the sentence ranked first holds a gold answer 0.73 -> 0.81 (squad train), 0.55 -> 0.81
-# (sample), 0.46 -> 0.55 (rustdocs train) against the embedding of the bare sentence.
-TERM_WEIGHT = 0.2
 
 
 def literal(text: str) -> str:
@@ -70,47 +64,19 @@ def literal(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def quotable(docs: Sequence[ContextDoc]) -> list[str]:
-    """The sentences a quote may be: each statement of each document (a sentence, or term lines with
-    the sentence below them: `statements`), as it stands in the prompt, but no Markdown heading while
-    the documents hold any other sentence (a heading names a topic, it states nothing to quote as
-    evidence)."""
-    found = {doc.text[s.start : s.end] for doc in docs for s in statements(doc.text)}
-    found = {s for s in found if s.strip()}
-    prose = {s for s in found if not _HEADING.match(s)}
-    return _longest_first(prose or found)
+ABSTAIN_GRAMMAR = f"root ::= {literal(f'{ANSWER_PREFIX} {UNKNOWN_ANSWER}')}"  # a context below the evidence floor
 
 
-def closest_sentences(question: str, docs: Sequence[ContextDoc], n: int, embed: Embed) -> list[str]:
-    """The `n` quotable sentences of `docs` that best match `question` (ties to the longer one; all
-    of them when there are no more than `n`).
-
-    Each sentence is scored with its document's title in front ("PC-220 manual: It takes 24 V."),
-    since a sentence alone often lacks the subject the question names: the cosine of its
-    embedding to the question's, plus TERM_WEIGHT times its BM25 score against the question
-    among the context's sentences, scaled to the best one (exact terms such as model numbers
-    and setting names, which the embedding blurs)."""
-    found = quotable(docs)
-    if n >= len(found):
-        return found
-    cosines, terms = match_signals(question, found, docs, embed)
-    scores = cosines + TERM_WEIGHT * terms
-    best = sorted(range(len(found)), key=lambda i: (-float(scores[i]), i))[:n]
-    return _longest_first(found[i] for i in best)
+def abstained(fields: dict[str, object]) -> bool:
+    """Whether `Grounder.request_fields` returned the grammar of "I don't know" alone (the floor)."""
+    return fields.get("structured_outputs") == {"grammar": ABSTAIN_GRAMMAR}
 
 
-def match_signals(question: str, found: Sequence[str], docs: Sequence[ContextDoc], embed: Embed) -> tuple[np.ndarray, np.ndarray]:
-    """For each of `found` (sentences of `docs`), read with its document's title in front: the cosine
-    of its embedding to the question's, and its BM25 score against the question among them, scaled
-    to the best (all 0 when no term matches)."""
-    titled = [f"{title}: {s}" if (title := _title_of(s, docs)) else s for s in found]
-    vectors = embed([question, *titled])
-    terms = np.array(bm25_scores(question, titled), dtype=np.float64)
-    return vectors[1:] @ vectors[0], terms / (terms.max(initial=0.0) or 1.0)
-
-
-def _title_of(sentence: str, docs: Sequence[ContextDoc]) -> str:
-    return next((d.title.strip() for d in docs if sentence in d.text), "")
+def version_floor(version: Version, generation: GenerationConfig, embedding_model: str) -> float | None:
+    """The evidence floor of `version`: the `generation.evidence_quantile` of its training contexts'
+    scores (`retrieval.evidence.evidence_floor`); None when it has none (a version trained before
+    the profile existed, or on another embedding model) or the quantile is 0."""
+    return evidence_floor(version.metadata.get("evidence"), generation.evidence_quantile, embedding_model)
 
 
 def output_grammar(quotes: Sequence[str], answer: AnswerForm = "free") -> str:
@@ -211,41 +177,49 @@ REASK_MIN_TOKENS = 8  # a new answer of a few words, and its answer line
 @dataclass(frozen=True)
 class Grounder:
     """How a request's answer is grounded: `grounding`, with `candidates` > 0 how many of the
-    context's sentences (those `closest_sentences` ranks first, with `embed`) a quote may be, the
-    `answer`'s form, and whether an answer that only echoes the question is asked again (`reask`)."""
+    context's sentences (those that match the question best, by `embed`) a quote may be, the
+    `answer`'s form, whether an answer that only echoes the question is asked again (`reask`), and
+    the evidence `floor` (None: none) below which the answer is "I don't know"."""
 
     grounding: Grounding = "constrained"
     candidates: int = 0  # 0: any sentence of the context
     embed: Embed | None = None
     answer: AnswerForm = "free"
     reask_echoes: bool = True
+    floor: float | None = None
 
     def __post_init__(self) -> None:
-        if self.candidates and self.embed is None:
-            raise ValueError("quote candidates are ranked by the embedding model: pass embed, or set candidates 0")
+        if (self.candidates or self.floor is not None) and self.embed is None:
+            raise ValueError("quote candidates and the evidence floor use the embedding model: pass embed, or set candidates 0 and no floor")
 
     @classmethod
     def from_config(cls, generation: GenerationConfig, embed: Embed) -> Grounder:
-        """The grounder `generation` describes, ranking sentences with `embed`."""
+        """The grounder `generation` describes, ranking sentences with `embed` (no floor: that is the
+        served version's, `with_floor`)."""
         return cls(generation.grounding, generation.quote_candidates, embed, generation.answer, generation.reask_echoes)
 
     def with_grounding(self, grounding: Grounding | None) -> Grounder:
         """This grounder with `grounding` instead (a request's own choice); unchanged for None."""
         return self if grounding is None else dataclasses.replace(self, grounding=grounding)
 
-    def quotable(self, question: str, docs: Sequence[ContextDoc]) -> list[str]:
-        """The sentences a quote may be in the answer to `question` over `docs`."""
-        if not self.candidates:
-            return quotable(docs)
-        assert self.embed is not None  # __post_init__
-        return closest_sentences(question, docs, self.candidates, self.embed)
+    def with_floor(self, floor: float | None) -> Grounder:
+        """This grounder with the evidence floor `floor` (None: none)."""
+        return dataclasses.replace(self, floor=floor)
 
     def request_fields(self, question: str, docs: Sequence[ContextDoc]) -> dict[str, object]:
         """The extra fields of a vLLM chat request ({} when nothing is constrained: free decoding,
-        or no documents to quote)."""
+        or no documents to quote). Below the floor, the grammar of "I don't know" alone."""
         if self.grounding == "free" or not any(d.text.strip() for d in docs):
             return {}
-        return {"structured_outputs": {"grammar": output_grammar(self.quotable(question, docs), self.answer)}}
+        if not self.candidates and self.floor is None:
+            quotes = quotable(docs)
+        else:
+            assert self.embed is not None  # __post_init__
+            match = match_sentences(question, docs, self.embed)
+            if self.floor is not None and match.best < self.floor:
+                return {"structured_outputs": {"grammar": ABSTAIN_GRAMMAR}}
+            quotes = match.closest(self.candidates) if self.candidates else match.sentences
+        return {"structured_outputs": {"grammar": output_grammar(quotes, self.answer)}}
 
     @property
     def asks_again(self) -> bool:
@@ -270,11 +244,6 @@ class Grounder:
         cut = at + len(ANSWER_PREFIX) if mention == -1 else after_quote + mention
         grammar = new_answer_grammar(parsed.quotes, question, answer_line=mention != -1)
         return None if grammar is None else Reask(output[:cut].rstrip(), grammar)
-
-
-def _longest_first(found: Iterable[str]) -> list[str]:
-    # Deterministic order (a request's grammar, and so vLLM's grammar cache, depends on it only through the set).
-    return sorted(set(found), key=lambda s: (-len(s), s))
 
 
 def answer_grounded(parsed: ParsedOutput) -> bool:

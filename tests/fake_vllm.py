@@ -86,7 +86,7 @@ class FakeVLLM:
         if self.cut_at_dot and (cut := re.search(r"\w(?=\.\w)", answer)):
             answer = answer[: cut.end()]
         answer = answer.split(" ")
-        return reasoning + [f"\n{ANSWER_PREFIX}"] + [f" {w}" for w in answer]
+        return reasoning + [f"\n{ANSWER_PREFIX}" if reasoning else ANSWER_PREFIX] + [f" {w}" for w in answer]
 
     @staticmethod
     def _continuation(prefix: str, grammar: str) -> list[str]:

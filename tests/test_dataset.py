@@ -5,8 +5,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from contracts.prompt import example_messages, parse_output
+from contracts.prompt import example_docs, example_messages, parse_output
 from contracts.settings import DatasetConfig, TeacherConfig
+from retrieval.evidence import match_sentences
 from retrieval.sync import sync_corpus
 from tests.scripted_teacher import ScriptedTeacher
 from training.dataset import DatasetError, Question, build_dataset, teacher_questions
@@ -74,6 +75,10 @@ def test_examples_hold_the_oracle_retrieved_distractors_and_verbatim_quotes(inde
         else:
             assert parsed.answer == "I don't know"
     assert next(r for r in rows if r["id"] == "q2")["oracle_source"] == "guides/pump.md"
+    evidence = ds.card["evidence"]
+    answered = [r for r in ds.train if r["oracle_present"]]
+    assert evidence["embedding_model"] == embedder.name and len(evidence["scores"]) == len(answered) > 0
+    assert evidence["scores"] == sorted(round(match_sentences(r["question"], example_docs(r), embedder.encode).best, 4) for r in answered)
 
 
 def test_restricted_documents_never_enter_unless_the_audience_may_see_them(index, embedder):

@@ -14,7 +14,7 @@ import pytest
 
 from contracts.answers import quote_is_verbatim
 from contracts.prompt import ContextDoc
-from contracts.settings import EvaluationConfig, GateConfig
+from contracts.settings import EmbeddingConfig, EvaluationConfig, GateConfig, GenerationConfig
 from evaluation.gate import decide, decisions, record
 from evaluation.metrics import answer_contained, exact_match, score_output, summarize, token_f1
 from evaluation.plan import DISTRACTOR_DEPTH, SETTINGS, Models, plan_jobs, retrieval_depth
@@ -24,9 +24,10 @@ from evaluation.run import retrieval_scores, summarize_rows
 from flows.cli import main
 from retrieval.index import Hit
 from serving.adapters import served_models
+from serving.grounding import version_floor
 from serving.vllm_process import free_port
 from tests.conftest import eval_args
-from training.registry import read_aliases, register
+from training.registry import get_version, read_aliases, register
 
 DOC = ContextDoc("The PC-220 accepts an inlet pressure of at most 16 bar.\nIts  housing is IP65.", "PC-220 manual", "pc-220.md")
 
@@ -269,6 +270,12 @@ def test_raft_eval_runs_the_matrix_and_writes_the_report(trained, session_vllm, 
     assert len(rows) == 3 * (1 + 2 + 2 + 1)
     assert {r["model"] for r in rows if r["setting"] in ("raft_rag", "oracle")} == {printed["name"]}
     assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "report" / "k_sweep.png").is_file()
+    # The tuned version answers with the evidence floor of its training contexts; the base model has none.
+    floor = version_floor(get_version(work / "models", printed["name"]), GenerationConfig(), EmbeddingConfig().model)
+    assert floor is not None and results["evidence_floor"] == {"quantile": GenerationConfig().evidence_quantile, "floors": {printed["name"]: floor}}
+    assert all(r["output"] == "<ANSWER>: I don't know" for r in rows if r["below_floor"])
+    assert not any(r["below_floor"] for r in rows if r["model"] == "base")
+    assert sum(m["below_evidence_floor"] for m in results["settings"].values()) == sum(r["below_floor"] for r in rows)
     assert served_models(session_vllm.url) == before, "the adapters the run loaded into vllm.url are unloaded after it"
     assert not (work / "logs").exists() or not list((work / "logs").glob("vllm-eval-*")), "no private vLLM with vllm.url"
 

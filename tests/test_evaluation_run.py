@@ -16,7 +16,7 @@ from contracts.prompt import QUOTE_PATTERN, ContextDoc, parse_output
 from evaluation import run
 from evaluation.plan import Job
 from evaluation.questions import EvalQuestion
-from serving.grounding import Grounder
+from serving.grounding import ABSTAIN_GRAMMAR, Grounder
 from tests.fake_vllm import FakeVLLM
 
 QUESTION = "What new name did Mitsubishi give the Forte?"
@@ -67,6 +67,20 @@ def test_an_echoed_answer_is_asked_again_and_the_row_says_so(fake):
     assert row["completion_tokens"] == pieces + 1
     settings, _ = run.summarize_rows([row], k=2)
     assert settings["raft_rag"]["reasked"] == 1
+
+
+def test_each_model_answers_with_its_own_evidence_floor(fake, embedder):
+    """A version whose floor the context does not reach may only say "I don't know"; the base model,
+    which has no floor, answers the same question from the same documents."""
+    rows = run.run_jobs([job("raft-v1"), job("base")], "http://vllm.test/v1", Sampling(max_tokens=128), 2,
+                        Grounder("constrained", 1, embedder.encode), floors={"raft-v1": 2.0})
+    tuned, base = rows
+    asked = {r["model"]: r["structured_outputs"]["grammar"] for r in fake.requests}
+    assert asked["raft-v1"] == ABSTAIN_GRAMMAR and asked["base"] != ABSTAIN_GRAMMAR
+    assert tuned["output"] == "<ANSWER>: I don't know" and tuned["abstained"] and tuned["below_floor"]
+    assert not base["abstained"] and not base["below_floor"] and base["quotes"] == 1
+    settings, _ = run.summarize_rows(rows, k=2)
+    assert settings["raft_rag"]["below_evidence_floor"] == 1 and settings["raft_rag"]["idk"] == 0.5
 
 
 @pytest.mark.parametrize("grounder", [Grounder("constrained", reask_echoes=False), Grounder("free")], ids=["reask off", "free"])

@@ -32,7 +32,7 @@ from retrieval.sync import sync_corpus
 from serving.chat_service import GatewaySettings
 from serving.engine import Engine
 from serving.gateway import create_app
-from serving.grounding import closest_sentences, quotable
+from retrieval.evidence import closest_sentences, quotable
 from serving.vllm_process import free_port
 from tests.conftest import KB_JSONL, PUMP_MD, SALARIES_MD, VALVE_MD, quote_alternatives, write
 from tests.fake_vllm import WINDOW, FakeVLLM

@@ -9,7 +9,8 @@ import pytest
 from contracts.prompt import ContextDoc, parse_output
 from contracts.answers import echoes_question
 from contracts.generation import Sampling
-from serving.grounding import Grounder, answer_grounded, closest_sentences, literal, new_answer_grammar, output_grammar, quotable
+from retrieval.evidence import closest_sentences, evidence_floor, evidence_profile, match_sentences, quotable
+from serving.grounding import ABSTAIN_GRAMMAR, Grounder, abstained, answer_grounded, literal, new_answer_grammar, output_grammar
 from tests.conftest import OPTIONS_TEXT, grammar_accepts, quote_alternatives
 
 DOCS = [
@@ -82,16 +83,50 @@ def test_request_fields_constrain_only_when_asked_and_there_is_something_to_quot
 def test_quote_candidates_are_the_sentences_closest_to_the_question(embedder):
     question = "How long is the LS-12 cable?"
     grounder = Grounder("constrained", 2, embedder.encode)
-    two = grounder.quotable(question, DOCS)
+    two = closest_sentences(question, DOCS, 2, embedder.encode)
     assert len(two) == 2 and "The LS-12 cable is 12 m long." in two
-    assert two == closest_sentences(question, DOCS, 2, embedder.encode)
     grammar = grounder.request_fields(question, DOCS)["structured_outputs"]["grammar"]
     assert quote_alternatives(grammar) == set(two)
     assert grammar_accepts(grammar, "##begin_quote##The LS-12 cable is 12 m long.##end_quote##\n<ANSWER>: 12 m")
     assert not grammar_accepts(grammar, "##begin_quote##Its housing is IP65.##end_quote##\n<ANSWER>: IP65")  # not a candidate
-    assert Grounder("constrained", 50, embedder.encode).quotable(question, DOCS) == quotable(DOCS)  # fewer sentences than N: all
+    assert closest_sentences(question, DOCS, 50, embedder.encode) == quotable(DOCS)  # fewer sentences than N: all
     with pytest.raises(ValueError, match="embed"):
         Grounder("constrained", 3)
+    with pytest.raises(ValueError, match="embed"):
+        Grounder("constrained", floor=0.5)
+
+
+def test_below_the_evidence_floor_the_only_answer_is_i_dont_know(embedder):
+    """A context whose best sentence matches the question less than the floor gets a grammar that
+    admits "I don't know" alone; at or above it, the usual quote grammar."""
+    question = "How long is the LS-12 cable?"
+    best = match_sentences(question, DOCS, embedder.encode).best
+    grounder = Grounder("constrained", 1, embedder.encode)
+    assert 0.3 < best < 1.0
+    below = grounder.with_floor(best + 0.01).request_fields(question, DOCS)
+    assert below == {"structured_outputs": {"grammar": ABSTAIN_GRAMMAR}} and abstained(below)
+    assert grammar_accepts(ABSTAIN_GRAMMAR, "<ANSWER>: I don't know")
+    assert not grammar_accepts(ABSTAIN_GRAMMAR, "##begin_quote##The LS-12 cable is 12 m long.##end_quote##\n<ANSWER>: 12 m")
+    at = grounder.with_floor(best - 0.001).request_fields(question, DOCS)
+    assert at == grounder.request_fields(question, DOCS) and not abstained(at)
+    assert quote_alternatives(at["structured_outputs"]["grammar"]) == {"The LS-12 cable is 12 m long."}
+    assert grounder.with_floor(2.0).with_grounding("free").request_fields(question, DOCS) == {}  # free decoding: no floor
+    unrelated = match_sentences("Who painted the Mona Lisa?", DOCS, embedder.encode).best
+    assert unrelated < best - 0.2  # the measure itself: an unrelated question matches far worse
+
+
+def test_the_evidence_floor_is_a_low_quantile_of_the_training_contexts_scores(embedder):
+    contexts = [("How long is the LS-12 cable?", DOCS), ("What pressure does the PC-220 take?", DOCS),
+                ("Which enclosure rating has the PC-220?", DOCS)]
+    profile = evidence_profile(contexts, embedder.encode, "mini")
+    scores = profile["scores"]
+    assert len(scores) == 3 and scores == sorted(scores) and scores[0] > 0.3
+    assert evidence_floor(profile, 0.0, "mini") is None  # 0: off
+    assert evidence_floor(profile, 0.5, "mini") == pytest.approx(scores[1])
+    assert scores[0] <= evidence_floor(profile, 0.05, "mini") < scores[1]
+    assert evidence_floor(profile, 0.05, "another-model") is None  # its scores would mean something else
+    assert evidence_floor({**profile, "measure": "old"}, 0.05, "mini") is None
+    assert evidence_floor(None, 0.05, "mini") is None and evidence_floor({**profile, "scores": []}, 0.05, "mini") is None
 
 
 def test_quote_candidates_read_each_sentence_with_its_title_and_exact_terms(embedder):

@@ -23,10 +23,10 @@ from contracts.prompt import ContextDoc, build_messages, parse_output
 from flows.config import load_config
 from flows.serve import ServeError, start_stack
 from serving.citations import SourceDoc, cite
-from serving.grounding import Grounder
+from serving.grounding import Grounder, version_floor
 from serving.vllm_process import free_port
 from tests.conftest import REPO, serving_work
-from training.registry import register, set_alias
+from training.registry import get_version, register, set_alias
 
 KEYS = {"public-key": [], "internal-key": ["internal"]}
 ROADMAP = "When is the PC-300 controller planned?"  # answered only by an internal document
@@ -139,6 +139,28 @@ def test_grounded_decoding_forces_verbatim_quotes_on_vllm_cpu(stack):
             continue
         assert len(set(parsed.quotes)) <= 1 and parsed.answer, reply.choices[0].message.content
     assert quotes > 0, "the tuned model quotes: the check above is not vacuous"
+
+
+@pytest.mark.slow
+def test_below_the_evidence_floor_the_answer_is_i_dont_know(stack):
+    """The production version's evidence floor, from its own training contexts, holds in the gateway: a
+    question the documents do not answer gets "I don't know" and no citation (streamed too); one they
+    answer goes to the model as usual."""
+    s, url, version, work = stack
+    floor = s.floors[version]
+    assert floor == version_floor(get_version(work / "models", version), s.cfg.generation, s.cfg.embedding.model)
+    assert 0.2 < floor < 1
+    off_topic = [{"role": "user", "content": "Who painted the Mona Lisa?"}]
+    reply = client(url).chat.completions.create(model="raft", messages=off_topic, extra_body={"raft": {"reasoning": True}})
+    assert reply.choices[0].message.content == "<ANSWER>: I don't know"
+    assert reply.model_extra["raft"]["below_evidence_floor"] is True and reply.model_extra["citations"] == []
+    stream = client(url).chat.completions.create(model="raft", messages=off_topic, stream=True)
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == "I don't know"
+    assert chunks[-1].model_extra["raft"]["below_evidence_floor"] is True
+    on_topic = [{"role": "user", "content": "What is the maximum inlet pressure of the PC-220 pump controller?"}]
+    reply = client(url).chat.completions.create(model="raft", messages=on_topic, max_tokens=48)
+    assert reply.model_extra["raft"]["below_evidence_floor"] is False
 
 
 @pytest.mark.slow

@@ -13,7 +13,10 @@ The steps, each counted in the dataset card:
    with the question (hard negatives: never the oracle's document, never a chunk holding the
    answer, in train never an eval document), optionally some random chunks, shuffled;
 6. the answer: chain-of-thought with quotes verified verbatim in the oracle (extractive, or
-   from the teacher and repaired), or the direct answer alone.
+   from the teacher and repaired), or the direct answer alone;
+7. the evidence profile: how well the best sentence of each training context that holds the
+   oracle matches its question (`retrieval.evidence`), what the served version's evidence
+   floor is calibrated on.
 
 All randomness comes from one generator per example seeded with (seed, example id), so the
 same inputs give the same files byte for byte.
@@ -29,10 +32,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from contracts.prompt import PROMPT_FORMAT, AnswerStyle
+from contracts.prompt import PROMPT_FORMAT, AnswerStyle, example_docs
 from contracts.settings import DatasetConfig
 from contracts.textmatch import find_span, jaccard, normalize_answer
 from retrieval.embedding import Embedder
+from retrieval.evidence import evidence_profile
 from retrieval.index import Hit, IndexReader
 from retrieval.qa import QAItem
 from training.dataset_folder import DATASET_FORMAT
@@ -136,6 +140,10 @@ def build_dataset(
     kept = [ex for ex in examples if ex.answer is not None]
     records = {split: [_record(ex, settings.style) for ex in kept if ex.split == split] for split in ("train", "eval")}
     card = _card(questions, records, settings, dropped, stats, indexed, teacher, sources or {})
+    # The contexts training shows with their answer in them: how well such a context's best sentence
+    # matches its question on this corpus, which serving's evidence floor is calibrated on.
+    answered = [(r["question"], example_docs(r)) for r in records["train"] if r["oracle_present"]]
+    card["evidence"] = evidence_profile(answered, embedder.encode, embedder.name)
     return Dataset(records["train"], records["eval"], card)
 
 

@@ -1,0 +1,120 @@
+"""Which sentences of a context match a question, and how well the best one does.
+
+A quote may only be a sentence of the context (`quotable`), and grounded decoding narrows it to
+those that best match the question (`SentenceMatch.closest`). How well the best one matches
+(`SentenceMatch.best`) is the evidence that the context answers the question at all: measured on
+the sample domain, squad and rustdocs, it tells a context that holds the answer from one that
+does not with an AUC of about 0.8, where the tuned model's own "I don't know" followed the question
+rather than the documents (docs/benchmarks.md). The level differs by corpus, so a dataset keeps
+the scores of its own training contexts (`evidence_profile`) and the floor below which an answer is
+"I don't know" is a low quantile of them (`evidence_floor`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from contracts.prompt import ContextDoc
+from contracts.textmatch import statements
+from retrieval.sparse import bm25_scores
+
+Embed = Callable[[list[str]], np.ndarray]  # texts -> unit-length vectors, one row per text
+
+_HEADING = re.compile(r"\s*#{1,6}(\s|$)")
+# How much exact terms count beside the embedding when quote candidates are chosen. Measured over
+# the raft_rag contexts of the squad, sample-domain and rustdocs questions (docs/benchmarks.md):
+# the sentence ranked first holds a gold answer 0.73 -> 0.81 (squad train), 0.55 -> 0.81
+# (sample), 0.46 -> 0.55 (rustdocs train) against the embedding of the bare sentence.
+TERM_WEIGHT = 0.2
+# What the scores of a profile are; a profile of another measure (or embedding model) sets no floor.
+MEASURE = "cosine of the best quotable sentence, read with its document's title, v1"
+
+
+def quotable(docs: Sequence[ContextDoc]) -> list[str]:
+    """The sentences a quote may be: each statement of each document (a sentence, or term lines with
+    the sentence below them: `statements`), as it stands in the prompt, but no Markdown heading while
+    the documents hold any other sentence (a heading names a topic, it states nothing to quote as
+    evidence)."""
+    found = {doc.text[s.start : s.end] for doc in docs for s in statements(doc.text)}
+    found = {s for s in found if s.strip()}
+    prose = {s for s in found if not _HEADING.match(s)}
+    return _longest_first(prose or found)
+
+
+@dataclass(frozen=True)
+class SentenceMatch:
+    """The quotable sentences of a context and how each matches the question: the cosine of its
+    embedding (read with its document's title) to the question's, and its BM25 score against the
+    question among them, scaled to the best (all 0 when no term matches)."""
+
+    sentences: list[str]
+    cosines: np.ndarray
+    terms: np.ndarray
+
+    @property
+    def best(self) -> float:
+        """The best sentence's cosine; 0.0 when there is nothing to quote."""
+        return float(self.cosines.max(initial=0.0))
+
+    def closest(self, n: int) -> list[str]:
+        """The `n` sentences that match best: cosine plus TERM_WEIGHT times the term score (ties to
+        the longer one; all of them when there are no more than `n`)."""
+        if n >= len(self.sentences):
+            return self.sentences
+        scores = self.cosines + TERM_WEIGHT * self.terms
+        best = sorted(range(len(self.sentences)), key=lambda i: (-float(scores[i]), i))[:n]
+        return _longest_first(self.sentences[i] for i in best)
+
+
+def match_sentences(question: str, docs: Sequence[ContextDoc], embed: Embed) -> SentenceMatch:
+    """How each quotable sentence of `docs` matches `question`.
+
+    Each sentence is read with its document's title in front ("PC-220 manual: It takes 24 V."),
+    since a sentence alone often lacks the subject the question names; BM25 adds the exact terms
+    (model numbers, setting names) that the embedding blurs."""
+    found = quotable(docs)
+    if not found:
+        return SentenceMatch([], np.zeros(0), np.zeros(0))
+    titled = [f"{title}: {s}" if (title := _title_of(s, docs)) else s for s in found]
+    vectors = embed([question, *titled])
+    terms = np.array(bm25_scores(question, titled), dtype=np.float64)
+    return SentenceMatch(found, vectors[1:] @ vectors[0], terms / (terms.max(initial=0.0) or 1.0))
+
+
+def closest_sentences(question: str, docs: Sequence[ContextDoc], n: int, embed: Embed) -> list[str]:
+    """The `n` quotable sentences of `docs` that best match `question` (`SentenceMatch.closest`; all of
+    them, without embedding, when there are no more than `n`)."""
+    found = quotable(docs)
+    return found if n >= len(found) else match_sentences(question, docs, embed).closest(n)
+
+
+def evidence_profile(contexts: Iterable[tuple[str, Sequence[ContextDoc]]], embed: Embed, embedding_model: str) -> dict[str, Any]:
+    """The best-sentence scores of `contexts` (question, documents that answer it), sorted, with the
+    measure and embedding model they were taken with: what `evidence_floor` calibrates on."""
+    scores = sorted(round(match_sentences(q, docs, embed).best, 4) for q, docs in contexts)
+    return {"measure": MEASURE, "embedding_model": embedding_model, "scores": scores}
+
+
+def evidence_floor(profile: Mapping[str, Any] | None, quantile: float, embedding_model: str) -> float | None:
+    """The best-sentence score below which a context is taken not to answer: the `quantile` of the
+    profile's scores. None (no floor) for quantile 0, or a profile that is missing, empty, or taken
+    with another measure or embedding model (its scores would mean something else)."""
+    if not quantile or not profile or not profile.get("scores"):
+        return None
+    if profile.get("measure") != MEASURE or profile.get("embedding_model") != embedding_model:
+        return None
+    return float(np.quantile(np.asarray(profile["scores"], dtype=np.float64), quantile))
+
+
+def _title_of(sentence: str, docs: Sequence[ContextDoc]) -> str:
+    return next((d.title.strip() for d in docs if sentence in d.text), "")
+
+
+def _longest_first(found: Iterable[str]) -> list[str]:
+    # Deterministic order (a request's grammar, and so vLLM's grammar cache, depends on it only through the set).
+    return sorted(set(found), key=lambda s: (-len(s), s))
