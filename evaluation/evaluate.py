@@ -81,7 +81,8 @@ def evaluate(
 
     began = time.perf_counter()
     base = _base_for(cfg, list(versions.values()))
-    rows = _ask(cfg, jobs, base, versions, sampling, Grounder.from_config(cfg.generation, embedder.encode), "evaluating", progress)
+    floors = _version_floors(cfg, versions)
+    rows = _ask(cfg, jobs, base, versions, sampling, Grounder.from_config(cfg.generation, embedder.encode), floors, "evaluating", progress)
     by_setting, sweep = summarize_rows(rows, e.k)
     results = {
         "settings": by_setting,
@@ -93,7 +94,7 @@ def evaluate(
         "grounding": cfg.generation.grounding,
         "quote_candidates": cfg.generation.quote_candidates,
         "answer": cfg.generation.answer,
-        "evidence_floor": {"quantile": cfg.generation.evidence_quantile, "floors": version_floors(cfg, versions)},
+        "evidence_floor": {"quantile": cfg.generation.evidence_quantile, "floors": floors},
         "seconds": round(time.perf_counter() - began, 1),
     }
     recall = results["retrieval"].get("recall_by_k", {})
@@ -127,7 +128,8 @@ def gate(
         versions[production] = get_version(folder, production)
         jobs += plan_jobs(questions, hits, ["raft_rag"], Models(tuned=production), [e.k])
     base = _base_for(cfg, list(versions.values()))
-    rows = _ask(cfg, jobs, base, versions, Sampling(max_tokens=e.max_tokens), Grounder.from_config(cfg.generation, embedder.encode), "gate", progress)
+    grounder = Grounder.from_config(cfg.generation, embedder.encode)
+    rows = _ask(cfg, jobs, base, versions, Sampling(max_tokens=e.max_tokens), grounder, _version_floors(cfg, versions), "gate", progress)
     mine = [r for r in rows if r["model"] == version.name]
     theirs = [r for r in rows if r["model"] != version.name]
     candidate_scores = summarize_rows(mine, e.k)[0]["raft_rag"]
@@ -200,7 +202,7 @@ def _base_for(cfg: RaftConfig, versions: list[Version]) -> BaseModel:
 
 def _ask(
     cfg: RaftConfig, jobs: list[Job], base: BaseModel, versions: dict[str, Version], sampling: Sampling, grounder: Grounder,
-    desc: str, progress: bool,
+    floors: dict[str, float], desc: str, progress: bool,
 ) -> list[dict[str, Any]]:
     """Ask every job; rows in job order.
 
@@ -208,9 +210,8 @@ def _ask(
     through private vLLMs, one per way of serving, started one after another: the base model
     without LoRA (vLLM-CPU compiles only then: about 2.5x faster), versions as their merged
     models when they have one (evaluation.merged; vLLM-CPU runs LoRA about 11x slower), else
-    as LoRA adapters on the base model. Each version answers with its own evidence floor, as served.
+    as LoRA adapters on the base model. Each version answers with its evidence floor (`floors`), as served.
     """
-    floors = version_floors(cfg, versions)
     if cfg.vllm.url:
         servers = [(_external(cfg, versions, needs_base=any(job.model == BASE for job in jobs)), jobs)]
     else:
@@ -228,9 +229,13 @@ def _ask(
     return [rows[id(job)] for job in jobs]
 
 
-def version_floors(cfg: RaftConfig, versions: dict[str, Version]) -> dict[str, float]:
+def _version_floors(cfg: RaftConfig, versions: dict[str, Version]) -> dict[str, float]:
     """The evidence floor of each of `versions` that has one (the base model has none)."""
     floors = {name: version_floor(v, cfg.generation, cfg.embedding.model) for name, v in versions.items()}
+    if cfg.generation.evidence_quantile and cfg.generation.grounding == "constrained":
+        for name in (name for name, floor in floors.items() if floor is None):
+            log.warning("%s has no evidence profile for %s (trained before it existed, or on another embedding model): "
+                        "it answers without an evidence floor", name, cfg.embedding.model)
     return {name: floor for name, floor in floors.items() if floor is not None}
 
 
