@@ -341,6 +341,7 @@ def _dataset(cfg: RaftConfig, args: argparse.Namespace) -> int:
 
 def _train(cfg: RaftConfig, args: argparse.Namespace) -> int:
     from flows.steps import train_version
+    from serving.grounding import version_floor
     from training.dataset_folder import check_dataset, latest_dataset
 
     dataset = check_dataset(args.dataset) if args.dataset else latest_dataset(cfg.datasets_dir)
@@ -357,6 +358,9 @@ def _train(cfg: RaftConfig, args: argparse.Namespace) -> int:
         f"eval loss {m['eval_loss']}; {m['tokens_per_s']} tokens/s on {m['device']}, {version.metadata['timings']['total_seconds']:.0f} s"
     )
     print(f"  adapter: {version.adapter_dir}" + (f"\n  merged:  {version.merged_dir}" if version.merged_dir else ""))
+    floor = version_floor(version, cfg.generation, cfg.embedding.model)
+    print(f"  evidence floor: {floor:.3f} (it answers \"I don't know\" when the context's best sentence matches the question less well)" if floor is not None
+          else "  evidence floor: none (the dataset has no evidence profile, or generation.evidence_quantile is 0)")
     return 0
 
 
