@@ -121,6 +121,7 @@ def test_the_evidence_floor_is_a_low_quantile_of_the_training_contexts_scores(em
     profile = evidence_profile(contexts, embedder.encode, "mini")
     scores = profile["scores"]
     assert len(scores) == 3 and scores == sorted(scores) and scores[0] > 0.3
+    assert scores == pytest.approx(sorted(match_sentences(q, docs, embedder.encode).best for q, docs in contexts), abs=2e-4)
     assert evidence_floor(profile, 0.0, "mini") is None  # 0: off
     assert evidence_floor(profile, 0.5, "mini") == pytest.approx(scores[1])
     assert scores[0] <= evidence_floor(profile, 0.05, "mini") < scores[1]
