@@ -43,7 +43,7 @@ from contracts.generation import Sampling
 from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, UNKNOWN_ANSWER, ContextDoc, ParsedOutput, parse_output
 from contracts.settings import AnswerForm, GenerationConfig, Grounding
 from contracts.textmatch import answer_tokens
-from retrieval.evidence import Embed, evidence_floor, match_sentences, quotable
+from retrieval.evidence import Embed, closest_sentences, evidence_floor, match_sentences, quotable
 from training.registry import Version
 
 # The units an answer span starts and ends on: words, and each punctuation mark on its own (so
@@ -211,12 +211,12 @@ class Grounder:
         or no documents to quote). Below the floor, the grammar of "I don't know" alone."""
         if self.grounding == "free" or not any(d.text.strip() for d in docs):
             return {}
-        if not self.candidates and self.floor is None:
-            quotes = quotable(docs)
+        if self.floor is None:
+            quotes = closest_sentences(question, docs, self.candidates, self.embed) if self.candidates and self.embed else quotable(docs)
         else:
             assert self.embed is not None  # __post_init__
             match = match_sentences(question, docs, self.embed)
-            if self.floor is not None and match.best < self.floor:
+            if match.best < self.floor:
                 return {"structured_outputs": {"grammar": ABSTAIN_GRAMMAR}}
             quotes = match.closest(self.candidates) if self.candidates else match.sentences
         return {"structured_outputs": {"grammar": output_grammar(quotes, self.answer)}}
