@@ -232,10 +232,6 @@ def _ask(
 def _version_floors(cfg: RaftConfig, versions: dict[str, Version]) -> dict[str, float]:
     """The evidence floor of each of `versions` that has one (the base model has none)."""
     floors = {name: version_floor(v, cfg.generation, cfg.embedding.model) for name, v in versions.items()}
-    if cfg.generation.evidence_quantile and cfg.generation.grounding == "constrained":
-        for name in (name for name, floor in floors.items() if floor is None):
-            log.warning("%s has no evidence profile for %s (trained before it existed, or on another embedding model): "
-                        "it answers without an evidence floor", name, cfg.embedding.model)
     return {name: floor for name, floor in floors.items() if floor is not None}
 
 

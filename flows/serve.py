@@ -163,14 +163,11 @@ def _configured_version(cfg: RaftConfig) -> Version | None:
 
 
 def _add_floor(cfg: RaftConfig, floors: dict[str, float], version: Version) -> None:
-    """Put `version`'s evidence floor into `floors`; say so when it has none."""
+    """Put `version`'s evidence floor, if it has one, into `floors`."""
     floor = version_floor(version, cfg.generation, cfg.embedding.model)
     if floor is not None:
         floors[version.name] = floor
         log.info("%s answers \"I don't know\" when the context's best sentence matches below %.3f (evidence floor)", version.name, floor)
-    elif cfg.generation.evidence_quantile and cfg.generation.grounding == "constrained":
-        log.warning("%s has no evidence profile for %s (trained before it existed, or on another embedding model): no evidence "
-                    "floor; train it again to get one", version.name, cfg.embedding.model)
 
 
 def _swap_external(cfg: RaftConfig, engine: Engine, version: Version) -> None:

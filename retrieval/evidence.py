@@ -77,20 +77,14 @@ def match_sentences(question: str, docs: Sequence[ContextDoc], embed: Embed) -> 
     Each sentence is read with its document's title in front ("PC-220 manual: It takes 24 V."),
     since a sentence alone often lacks the subject the question names; BM25 adds the exact terms
     (model numbers, setting names) that the embedding blurs."""
-    found = quotable(docs)
-    if not found:
-        return SentenceMatch([], np.zeros(0), np.zeros(0))
-    titled = _titled(found, docs)
-    vectors = embed([question, *titled])
-    terms = np.array(bm25_scores(question, titled), dtype=np.float64)
-    return SentenceMatch(found, vectors[1:] @ vectors[0], terms / (terms.max(initial=0.0) or 1.0))
+    return _match(question, quotable(docs), docs, embed)
 
 
 def closest_sentences(question: str, docs: Sequence[ContextDoc], n: int, embed: Embed) -> list[str]:
     """The `n` quotable sentences of `docs` that best match `question` (`SentenceMatch.closest`; all of
     them, without embedding, when there are no more than `n`)."""
     found = quotable(docs)
-    return found if n >= len(found) else match_sentences(question, docs, embed).closest(n)
+    return found if n >= len(found) else _match(question, found, docs, embed).closest(n)
 
 
 def evidence_profile(contexts: Iterable[tuple[str, Sequence[ContextDoc]]], embed: Embed, embedding_model: str) -> dict[str, Any]:
@@ -115,6 +109,15 @@ def evidence_floor(profile: Mapping[str, Any] | None, quantile: float, embedding
     if profile.get("measure") != MEASURE or profile.get("embedding_model") != embedding_model:
         return None
     return float(np.quantile(np.asarray(profile["scores"], dtype=np.float64), quantile))
+
+
+def _match(question: str, found: list[str], docs: Sequence[ContextDoc], embed: Embed) -> SentenceMatch:
+    if not found:
+        return SentenceMatch([], np.zeros(0), np.zeros(0))
+    titled = _titled(found, docs)
+    vectors = embed([question, *titled])
+    terms = np.array(bm25_scores(question, titled), dtype=np.float64)
+    return SentenceMatch(found, vectors[1:] @ vectors[0], terms / (terms.max(initial=0.0) or 1.0))
 
 
 def _titled(found: Sequence[str], docs: Sequence[ContextDoc]) -> list[str]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ _WORD_ONLY = re.compile(r"\w+")
 _SIGN = re.compile(r"(?<![^\s])[-+±$€£¥]+(?=\d)")
 _TOKEN = re.compile(r"\S+")
 
+log = logging.getLogger("raft.grounding")
+
 
 def literal(text: str) -> str:
     """`text` as a string literal of xgrammar's EBNF (JSON's escapes)."""
@@ -75,8 +78,13 @@ def abstained(fields: dict[str, object]) -> bool:
 def version_floor(version: Version, generation: GenerationConfig, embedding_model: str) -> float | None:
     """The evidence floor of `version`: the `generation.evidence_quantile` of its training contexts'
     scores (`retrieval.evidence.evidence_floor`); None when it has none (a version trained before
-    the profile existed, or on another embedding model) or the quantile is 0."""
-    return evidence_floor(version.metadata.get("evidence"), generation.evidence_quantile, embedding_model)
+    the profile existed, or on another embedding model: logged, since it then answers without one)
+    or the quantile is 0."""
+    floor = evidence_floor(version.metadata.get("evidence"), generation.evidence_quantile, embedding_model)
+    if floor is None and generation.evidence_quantile and generation.grounding == "constrained":
+        log.warning("%s has no evidence profile for %s (trained before it existed, or on another embedding model): it answers "
+                    "without an evidence floor; train it again to get one", version.name, embedding_model)
+    return floor
 
 
 def output_grammar(quotes: Sequence[str], answer: AnswerForm = "free") -> str:
