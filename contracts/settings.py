@@ -229,8 +229,8 @@ class GenerationConfig(_Section):
     )
     evidence_quantile: float = Field(
         0.03, ge=0, lt=1, description="constrained: the answer is \"I don't know\" when the retrieved context's best sentence "
-        "matches the question less well than this share of the served version's training contexts (their answer in them) "
-        "did; 0: never",
+        "(its embedding, and the question's terms it holds) matches the question less well than this share of the served "
+        "version's training contexts (their answer in them) did; 0: never",
     )
 
 

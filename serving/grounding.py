@@ -23,7 +23,8 @@ BM25, each sentence read with its document's title): a small model finds the sen
 holds the answer less often than this ranks it first (measured in docs/benchmarks.md), so the
 choice is narrowed before decoding.
 With an evidence floor (`retrieval.evidence.evidence_floor`, calibrated on the served version's
-own training contexts), a context whose best sentence matches the question less than that gets
+own training contexts), a context whose best sentence matches the question less than that (its
+embedding, and the share of the question's terms it holds) gets
 the grammar of "I don't know" alone: the documents do not say, so the model may not answer.
 A grammar rather than a regex: the answer spans of a sentence of n words are n rules here, n²/2
 alternatives as a regex (a 60-word sentence compiled 50x slower). The gateway and evaluation
@@ -78,11 +79,11 @@ def abstained(fields: dict[str, object]) -> bool:
 def version_floor(version: Version, generation: GenerationConfig, embedding_model: str) -> float | None:
     """The evidence floor of `version`: the `generation.evidence_quantile` of its training contexts'
     scores (`retrieval.evidence.evidence_floor`); None when it has none (a version trained before
-    the profile existed, or on another embedding model: logged, since it then answers without one)
+    the profile or its current measure existed, or on another embedding model: logged, since it then answers without one)
     or the quantile is 0."""
     floor = evidence_floor(version.metadata.get("evidence"), generation.evidence_quantile, embedding_model)
     if floor is None and generation.evidence_quantile and generation.grounding == "constrained":
-        log.warning("%s has no evidence profile for %s (trained before it existed, or on another embedding model): it answers "
+        log.warning("%s has no evidence profile for %s (trained before it existed or before its measure changed, or on another embedding model): it answers "
                     "without an evidence floor; train it again to get one", version.name, embedding_model)
     return floor
 
@@ -224,7 +225,7 @@ class Grounder:
         else:
             assert self.embed is not None  # __post_init__
             match = match_sentences(question, docs, self.embed)
-            if match.best < self.floor:
+            if match.evidence < self.floor:
                 return {"structured_outputs": {"grammar": ABSTAIN_GRAMMAR}}
             quotes = match.closest(self.candidates) if self.candidates else match.sentences
         return {"structured_outputs": {"grammar": output_grammar(quotes, self.answer)}}

@@ -9,7 +9,7 @@ import pytest
 from contracts.prompt import ContextDoc, parse_output
 from contracts.answers import echoes_question
 from contracts.generation import Sampling
-from retrieval.evidence import closest_sentences, evidence_floor, evidence_profile, match_sentences, quotable
+from retrieval.evidence import COVERAGE_WEIGHT, closest_sentences, evidence_floor, evidence_profile, match_sentences, quotable
 from serving.grounding import ABSTAIN_GRAMMAR, Grounder, abstained, answer_grounded, literal, new_answer_grammar, output_grammar
 from tests.conftest import OPTIONS_TEXT, grammar_accepts, quote_alternatives
 
@@ -100,9 +100,9 @@ def test_below_the_evidence_floor_the_only_answer_is_i_dont_know(embedder):
     """A context whose best sentence matches the question less than the floor gets a grammar that
     admits "I don't know" alone; at or above it, the usual quote grammar."""
     question = "How long is the LS-12 cable?"
-    best = match_sentences(question, DOCS, embedder.encode).best
+    best = match_sentences(question, DOCS, embedder.encode).evidence
     grounder = Grounder("constrained", 1, embedder.encode)
-    assert 0.3 < best < 1.0
+    assert 0.3 < best < 1.0 + COVERAGE_WEIGHT
     below = grounder.with_floor(best + 0.01).request_fields(question, DOCS)
     assert below == {"structured_outputs": {"grammar": ABSTAIN_GRAMMAR}} and abstained(below)
     assert grammar_accepts(ABSTAIN_GRAMMAR, "<ANSWER>: I don't know")
@@ -111,8 +111,22 @@ def test_below_the_evidence_floor_the_only_answer_is_i_dont_know(embedder):
     assert at == grounder.request_fields(question, DOCS) and not abstained(at)
     assert quote_alternatives(at["structured_outputs"]["grammar"]) == {"The LS-12 cable is 12 m long."}
     assert grounder.with_floor(2.0).with_grounding("free").request_fields(question, DOCS) == {}  # free decoding: no floor
-    unrelated = match_sentences("Who painted the Mona Lisa?", DOCS, embedder.encode).best
+    unrelated = match_sentences("Who painted the Mona Lisa?", DOCS, embedder.encode).evidence
     assert unrelated < best - 0.2  # the measure itself: an unrelated question matches far worse
+
+
+def test_the_evidence_adds_the_share_of_the_questions_terms_that_a_sentence_holds(embedder):
+    """A sentence of the right topic that lacks the question's terms ("12", "long") counts less
+    than the embedding alone would say; the evidence is the best sentence by cosine plus
+    COVERAGE_WEIGHT times that share, not the best cosine."""
+    match = match_sentences("How long is the LS-12 cable?", DOCS, embedder.encode)
+    coverage = dict(zip(match.sentences, match.coverage))
+    assert coverage["The LS-12 cable is 12 m long."] == 1.0  # long, ls-12, ls, 12, cable: all five
+    assert coverage["Order code: LS-12/EU."] == pytest.approx(2 / 5)  # ls, 12 (its compound term is ls-12/eu)
+    assert coverage["Its housing is IP65."] == 0.0
+    by_sentence = match.cosines + COVERAGE_WEIGHT * match.coverage
+    assert match.evidence == pytest.approx(float(by_sentence.max())) and match.evidence > float(match.cosines.max())
+    assert match_sentences("is the of?", DOCS, embedder.encode).coverage.tolist() == [0.0] * len(quotable(DOCS))  # no terms
 
 
 def test_the_evidence_floor_is_a_low_quantile_of_the_training_contexts_scores(embedder):
@@ -121,7 +135,7 @@ def test_the_evidence_floor_is_a_low_quantile_of_the_training_contexts_scores(em
     profile = evidence_profile(contexts, embedder.encode, "mini")
     scores = profile["scores"]
     assert len(scores) == 3 and scores == sorted(scores) and scores[0] > 0.3
-    assert scores == pytest.approx(sorted(match_sentences(q, docs, embedder.encode).best for q, docs in contexts), abs=2e-4)
+    assert scores == pytest.approx(sorted(match_sentences(q, docs, embedder.encode).evidence for q, docs in contexts), abs=2e-4)
     assert evidence_floor(profile, 0.0, "mini") is None  # 0: off
     assert evidence_floor(profile, 0.5, "mini") == pytest.approx(scores[1])
     assert scores[0] <= evidence_floor(profile, 0.05, "mini") < scores[1]

@@ -68,7 +68,7 @@ def run_training(
         },
         "serving": {"max_lora_rank": settings.lora.rank},  # vLLM's --max-lora-rank must be at least this
         "prompt_format": PROMPT_FORMAT,  # what the version was trained to read; evaluation checks it
-        "evidence": card.get("evidence"),  # its training contexts' best-sentence scores: serving's evidence floor
+        "evidence": card.get("evidence"),  # its training contexts' evidence scores: serving's evidence floor
         "libraries": {name: importlib.metadata.version(name) for name in ("torch", "transformers", "peft", "accelerate")},
         **code_version(),
     }
