@@ -14,6 +14,8 @@ which an answer is "I don't know" is a low quantile of them (`evidence_floor`).
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,33 @@ TERM_WEIGHT = 0.2
 COVERAGE_WEIGHT = 0.3
 # What the scores of a profile are; a profile of another measure (or embedding model) sets no floor.
 MEASURE = f"best quotable sentence: cosine read with its document's title + {COVERAGE_WEIGHT} x share of the question's terms it holds, v2"
+
+
+class CachedEmbed:
+    """`embed` with the vectors of the last `max_texts` texts kept: a corpus's chunks come back in
+    request after request, so their sentences are embedded once, not on every request (about
+    280 ms of CPU per raft_rag context otherwise: docs/benchmarks.md). Only the texts it does not
+    hold are embedded, in one call. Threads may share it (the gateway's requests do)."""
+
+    def __init__(self, embed: Embed, max_texts: int = 50_000) -> None:  # 50,000 MiniLM vectors: 77 MB
+        self.embed, self.max_texts = embed, max_texts
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            found = {t: self._vectors[t] for t in texts if t in self._vectors}
+            for t in found:
+                self._vectors.move_to_end(t)
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            found.update(zip(missing, self.embed(missing)))
+            with self._lock:
+                for t in missing:
+                    self._vectors[t] = found[t]
+                while len(self._vectors) > self.max_texts:
+                    self._vectors.popitem(last=False)
+        return np.stack([found[t] for t in texts]) if texts else self.embed([])
 
 
 def quotable(docs: Sequence[ContextDoc]) -> list[str]:

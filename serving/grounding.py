@@ -45,7 +45,7 @@ from contracts.generation import Sampling
 from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, UNKNOWN_ANSWER, ContextDoc, ParsedOutput, parse_output
 from contracts.settings import AnswerForm, GenerationConfig, Grounding
 from contracts.textmatch import answer_tokens
-from retrieval.evidence import Embed, closest_sentences, evidence_floor, match_sentences, quotable
+from retrieval.evidence import CachedEmbed, Embed, closest_sentences, evidence_floor, match_sentences, quotable
 from training.registry import Version
 
 # The units an answer span starts and ends on: words, and each punctuation mark on its own (so
@@ -203,9 +203,9 @@ class Grounder:
 
     @classmethod
     def from_config(cls, generation: GenerationConfig, embed: Embed) -> Grounder:
-        """The grounder `generation` describes, ranking sentences with `embed` (no floor: that is the
-        served version's, `with_floor`)."""
-        return cls(generation.grounding, generation.quote_candidates, embed, generation.answer, generation.reask_echoes)
+        """The grounder `generation` describes, ranking sentences with `embed`, whose vectors it keeps
+        for the next requests (`CachedEmbed`; no floor: that is the served version's, `with_floor`)."""
+        return cls(generation.grounding, generation.quote_candidates, CachedEmbed(embed), generation.answer, generation.reask_echoes)
 
     def with_grounding(self, grounding: Grounding | None) -> Grounder:
         """This grounder with `grounding` instead (a request's own choice); unchanged for None."""

