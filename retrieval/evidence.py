@@ -13,6 +13,7 @@ which an answer is "I don't know" is a low quantile of them (`evidence_floor`).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections import OrderedDict
@@ -49,27 +50,30 @@ class CachedEmbed:
     """`embed` with the vectors of the last `max_texts` texts kept: a corpus's chunks come back in
     request after request, so their sentences are embedded once, not on every request (about
     280 ms of CPU per raft_rag context otherwise: docs/benchmarks.md). Only the texts it does not
-    hold are embedded, in one call. Threads may share it (the gateway's requests do)."""
+    hold are embedded, in one call. Threads may share it (the gateway's requests do). A text is
+    kept by a 16-byte digest, not itself, so the bound holds in bytes too: callers may bring
+    documents of their own, with sentences as long as they like."""
 
     def __init__(self, embed: Embed, max_texts: int = 50_000) -> None:  # 50,000 MiniLM vectors: 77 MB
         self.embed, self.max_texts = embed, max_texts
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
     def __call__(self, texts: list[str]) -> np.ndarray:
+        keys = [hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts]
         with self._lock:
-            found = {t: self._vectors[t] for t in texts if t in self._vectors}
-            for t in found:
-                self._vectors.move_to_end(t)
-        missing = [t for t in dict.fromkeys(texts) if t not in found]
+            found = {k: self._vectors[k] for k in keys if k in self._vectors}
+            for k in found:
+                self._vectors.move_to_end(k)
+        missing = {k: t for k, t in zip(keys, texts) if k not in found}  # a repeated text once
         if missing:
-            found.update(zip(missing, self.embed(missing)))
+            found.update(zip(missing, self.embed(list(missing.values()))))
             with self._lock:
-                for t in missing:
-                    self._vectors[t] = found[t]
+                for k in missing:
+                    self._vectors[k] = found[k]
                 while len(self._vectors) > self.max_texts:
                     self._vectors.popitem(last=False)
-        return np.stack([found[t] for t in texts]) if texts else self.embed([])
+        return np.stack([found[k] for k in keys]) if texts else self.embed([])
 
 
 def quotable(docs: Sequence[ContextDoc]) -> list[str]:

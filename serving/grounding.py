@@ -79,12 +79,12 @@ def abstained(fields: dict[str, object]) -> bool:
 def version_floor(version: Version, generation: GenerationConfig, embedding_model: str) -> float | None:
     """The evidence floor of `version`: the `generation.evidence_quantile` of its training contexts'
     scores (`retrieval.evidence.evidence_floor`); None when it has none (a version trained before
-    the profile or its current measure existed, or on another embedding model: logged, since it then answers without one)
-    or the quantile is 0."""
+    the profile or its current measure existed, or on another embedding model: logged, since it
+    then answers without one) or the quantile is 0."""
     floor = evidence_floor(version.metadata.get("evidence"), generation.evidence_quantile, embedding_model)
     if floor is None and generation.evidence_quantile and generation.grounding == "constrained":
-        log.warning("%s has no evidence profile for %s (trained before it existed or before its measure changed, or on another embedding model): it answers "
-                    "without an evidence floor; train it again to get one", version.name, embedding_model)
+        log.warning("%s has no evidence profile for %s (trained before it existed or before its measure changed, or on another "
+                    "embedding model): it answers without an evidence floor; train it again to get one", version.name, embedding_model)
     return floor
 
 

@@ -147,6 +147,8 @@ def test_the_embedding_cache_embeds_each_text_once_and_forgets_the_least_recentl
     assert cached(["e f", "g h"]).shape == (2, embedder.dim) and calls[-1] == ["g h"]
     cached(["a b"])
     assert calls[-1] == ["a b"] and len(calls) == 4
+    cached(["x" * 100_000])
+    assert {len(key) for key in cached._vectors} == {16}  # kept by digest: the bound holds whatever the texts' length
 
 
 def test_grounders_from_the_config_keep_the_vectors_and_ask_the_same(embedder):
