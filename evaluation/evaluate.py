@@ -81,7 +81,7 @@ def evaluate(
 
     began = time.perf_counter()
     base = _base_for(cfg, list(versions.values()))
-    floors = _version_floors(cfg, versions)
+    floors = _version_floors(cfg, versions, embedder)
     rows = _ask(cfg, jobs, base, versions, sampling, Grounder.from_config(cfg.generation, embedder.encode), floors, "evaluating", progress)
     by_setting, sweep = summarize_rows(rows, e.k)
     results = {
@@ -129,7 +129,7 @@ def gate(
         jobs += plan_jobs(questions, hits, ["raft_rag"], Models(tuned=production), [e.k])
     base = _base_for(cfg, list(versions.values()))
     grounder = Grounder.from_config(cfg.generation, embedder.encode)
-    rows = _ask(cfg, jobs, base, versions, Sampling(max_tokens=e.max_tokens), grounder, _version_floors(cfg, versions), "gate", progress)
+    rows = _ask(cfg, jobs, base, versions, Sampling(max_tokens=e.max_tokens), grounder, _version_floors(cfg, versions, embedder), "gate", progress)
     mine = [r for r in rows if r["model"] == version.name]
     theirs = [r for r in rows if r["model"] != version.name]
     candidate_scores = summarize_rows(mine, e.k)[0]["raft_rag"]
@@ -229,9 +229,9 @@ def _ask(
     return [rows[id(job)] for job in jobs]
 
 
-def _version_floors(cfg: RaftConfig, versions: dict[str, Version]) -> dict[str, float]:
+def _version_floors(cfg: RaftConfig, versions: dict[str, Version], embedder: Embedder) -> dict[str, float]:
     """The evidence floor of each of `versions` that has one (the base model has none)."""
-    floors = {name: version_floor(v, cfg.generation, cfg.embedding.model) for name, v in versions.items()}
+    floors = {name: version_floor(v, cfg.generation, embedder.encode, embedder.name) for name, v in versions.items()}
     return {name: floor for name, floor in floors.items() if floor is not None}
 
 

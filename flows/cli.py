@@ -358,7 +358,8 @@ def _train(cfg: RaftConfig, args: argparse.Namespace) -> int:
         f"eval loss {m['eval_loss']}; {m['tokens_per_s']} tokens/s on {m['device']}, {version.metadata['timings']['total_seconds']:.0f} s"
     )
     print(f"  adapter: {version.adapter_dir}" + (f"\n  merged:  {version.merged_dir}" if version.merged_dir else ""))
-    if (floor := version_floor(version, cfg.generation, cfg.embedding.model)) is not None:  # none: version_floor says why
+    embedder = make_embedder(cfg)
+    if (floor := version_floor(version, cfg.generation, embedder.encode, embedder.name)) is not None:  # none: version_floor says why
         print(f"  evidence floor: {floor:.3f} (it answers \"I don't know\" when the context's best sentence matches the question less well)")
     return 0
 

@@ -39,7 +39,6 @@ from flows.evaluate import gate
 from flows.steps import make_dataset, sync_index, train_version
 from flows.wiring import index_settings, open_index
 from retrieval.documents import sha256
-from retrieval.evidence import MEASURE as EVIDENCE_MEASURE
 from retrieval.index import StoreError
 from serving.vllm_process import VLLMError
 from training.base_model import resolve_base_model
@@ -151,7 +150,9 @@ def _key(kind: str, parts: dict[str, Any]) -> str:
 
 def dataset_key(cfg: RaftConfig, corpus_digest: str) -> str:
     """The dataset's cache key: everything that decides its examples. The hard negatives are what
-    search ranks near each question, so the search mode, the engine and its HNSW effort count."""
+    search ranks near each question, so the search mode, the engine and its HNSW effort count. The
+    evidence measure does not: it changes no example, and a version's profile is measured again
+    from its dataset when it changes (`training.evidence_profile`)."""
     qa = cfg.dataset.qa_file
     engine = "server" if cfg.qdrant.url else cfg.qdrant.engine
     return _key("dataset", {
@@ -159,7 +160,6 @@ def dataset_key(cfg: RaftConfig, corpus_digest: str) -> str:
         "search": {"mode": cfg.search.mode, "engine": engine, "hnsw_ef": cfg.qdrant.hnsw_ef},
         "dataset": cfg.dataset.model_dump(mode="json"), "teacher": cfg.teacher.model_dump(mode="json", exclude={"api_key"}),
         "prompt_format": PROMPT_FORMAT, "extractive_teacher": EXTRACTIVE_TEACHER, "work_dir": str(cfg.work_dir.resolve()),
-        "evidence_measure": EVIDENCE_MEASURE,  # the card's evidence profile, which serving's floor is calibrated on
     })
 
 

@@ -57,6 +57,7 @@ class Stack:
     base_path: str  # the base model's checkpoint (resolved and verified once, at start)
     stop_event: threading.Event
     floors: dict[str, float]  # served version -> evidence floor, which the gateway reads per request
+    embedder: Embedder  # the retrieval's, which quote candidates and the evidence floor are measured with
 
     def stop(self) -> None:
         """Stop the background threads and vLLM (its whole process group), close the index."""
@@ -91,9 +92,9 @@ def start_stack(cfg: RaftConfig, vllm_log: Path | None = None) -> Stack:
     retrieve = make_retriever(store, embedder)
     floors: dict[str, float] = {}
     if version is not None:
-        _add_floor(cfg, floors, version)
+        _add_floor(cfg, floors, version, embedder)
     app = create_app(GatewaySettings(cfg.serving, cfg.generation, cfg.vllm), engine, retrieve, embedder.encode, floors=floors)
-    stack = Stack(cfg, server, engine, app, retrieve, store, base_path, threading.Event(), floors)
+    stack = Stack(cfg, server, engine, app, retrieve, store, base_path, threading.Event(), floors, embedder)
     if server is not None:
         threading.Thread(target=_supervise, args=(stack, folder), name="vllm-supervisor", daemon=True).start()
     if s.model == "production" and not cfg.vllm.merged:
@@ -162,9 +163,9 @@ def _configured_version(cfg: RaftConfig) -> Version | None:
     return get_version(folder, cfg.serving.model)
 
 
-def _add_floor(cfg: RaftConfig, floors: dict[str, float], version: Version) -> None:
+def _add_floor(cfg: RaftConfig, floors: dict[str, float], version: Version, embedder: Embedder) -> None:
     """Put `version`'s evidence floor, if it has one, into `floors`."""
-    floor = version_floor(version, cfg.generation, cfg.embedding.model)
+    floor = version_floor(version, cfg.generation, embedder.encode, embedder.name)
     if floor is not None:
         floors[version.name] = floor
         log.info("%s answers \"I don't know\" when the context's best sentence matches below %.3f (evidence floor)", version.name, floor)
@@ -207,7 +208,7 @@ def _watch_registry(stack: Stack, folder: Path) -> None:
             if name is None or name in (stack.engine.active, failed):
                 continue
             version = get_version(folder, name)
-            _add_floor(stack.cfg, stack.floors, version)  # before the swap: its first answer already has it
+            _add_floor(stack.cfg, stack.floors, version, stack.embedder)  # before the swap: its first answer already has it
             record = stack.engine.swap(name, adapter_path(stack.cfg.vllm, version))
             log.info("now serving %s (loaded and probed in %.1f s)", name, record.seconds)
         except SwapError as e:

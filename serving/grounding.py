@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, UNKNOWN_ANSW
 from contracts.settings import AnswerForm, GenerationConfig, Grounding
 from contracts.textmatch import answer_tokens
 from retrieval.evidence import CachedEmbed, Embed, closest_sentences, evidence_floor, match_sentences, quotable
+from training.evidence_profile import current_profile
 from training.registry import Version
 
 # The units an answer span starts and ends on: words, and each punctuation mark on its own (so
@@ -59,8 +59,6 @@ _WORD_ONLY = re.compile(r"\w+")
 # (docs/benchmarks.md).
 _SIGN = re.compile(r"(?<![^\s])[-+±$€£¥]+(?=\d)")
 _TOKEN = re.compile(r"\S+")
-
-log = logging.getLogger("raft.grounding")
 
 
 def literal(text: str) -> str:
@@ -76,16 +74,15 @@ def abstained(fields: dict[str, object]) -> bool:
     return fields.get("structured_outputs") == {"grammar": ABSTAIN_GRAMMAR}
 
 
-def version_floor(version: Version, generation: GenerationConfig, embedding_model: str) -> float | None:
+def version_floor(version: Version, generation: GenerationConfig, embed: Embed, embedding_model: str) -> float | None:
     """The evidence floor of `version`: the `generation.evidence_quantile` of its training contexts'
-    scores (`retrieval.evidence.evidence_floor`); None when it has none (a version trained before
-    the profile or its current measure existed, or on another embedding model: logged, since it
-    then answers without one) or the quantile is 0."""
-    floor = evidence_floor(version.metadata.get("evidence"), generation.evidence_quantile, embedding_model)
-    if floor is None and generation.evidence_quantile and generation.grounding == "constrained":
-        log.warning("%s has no evidence profile for %s (trained before it existed or before its measure changed, or on another "
-                    "embedding model): it answers without an evidence floor; train it again to get one", version.name, embedding_model)
-    return floor
+    scores (`retrieval.evidence.evidence_floor`) in the current measure, taken with `embedding_model`
+    (`embed`): re-measured from its dataset when it was trained before the measure changed
+    (`training.evidence_profile.current_profile`). None when the quantile is 0, or when it has no
+    profile and its dataset is gone (logged: it then answers without a floor)."""
+    if not generation.evidence_quantile:
+        return None
+    return evidence_floor(current_profile(version, embed, embedding_model), generation.evidence_quantile, embedding_model)
 
 
 def output_grammar(quotes: Sequence[str], answer: AnswerForm = "free") -> str:

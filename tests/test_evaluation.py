@@ -271,7 +271,8 @@ def test_raft_eval_runs_the_matrix_and_writes_the_report(trained, session_vllm, 
     assert {r["model"] for r in rows if r["setting"] in ("raft_rag", "oracle")} == {printed["name"]}
     assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "report" / "k_sweep.png").is_file()
     # The tuned version answers with the evidence floor of its training contexts; the base model has none.
-    floor = version_floor(get_version(work / "models", printed["name"]), GenerationConfig(), EmbeddingConfig().model)
+    current = lambda texts: pytest.fail("the version was trained with the current measure: nothing to measure again")  # noqa: E731
+    floor = version_floor(get_version(work / "models", printed["name"]), GenerationConfig(), current, EmbeddingConfig().model)
     assert floor is not None and results["evidence_floor"] == {"quantile": GenerationConfig().evidence_quantile, "floors": {printed["name"]: floor}}
     assert all(r["output"] == "<ANSWER>: I don't know" for r in rows if r["below_floor"])
     assert not any(r["below_floor"] for r in rows if r["model"] == "base")

