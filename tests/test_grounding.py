@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from training.dataset import Dataset
 from training.dataset_folder import read_card, write_dataset
 from training.evidence_profile import current_profile
 from training.registry import get_version, register
+from tests.test_registry import fake_adapter
 from tests.conftest import OPTIONS_TEXT, grammar_accepts, quote_alternatives
 
 DOCS = [
@@ -139,12 +141,7 @@ def test_the_evidence_adds_the_share_of_the_questions_terms_that_a_sentence_hold
 
 
 def test_the_embedding_cache_embeds_each_text_once_and_forgets_the_least_recently_used(embedder):
-    calls: list[list[str]] = []
-
-    def counting(texts: list[str]) -> np.ndarray:
-        calls.append(list(texts))
-        return embedder.encode(texts)
-
+    calls, counting = _counting(embedder)
     cached = CachedEmbed(counting, max_texts=3)
     np.testing.assert_allclose(cached(["a b", "c d", "a b"]), embedder.encode(["a b", "c d", "a b"]), atol=1e-5)
     assert calls == [["a b", "c d"]]  # a repeated text is embedded once
@@ -159,12 +156,7 @@ def test_the_embedding_cache_embeds_each_text_once_and_forgets_the_least_recentl
 
 
 def test_grounders_from_the_config_keep_the_vectors_and_ask_the_same(embedder):
-    calls: list[list[str]] = []
-
-    def counting(texts: list[str]) -> np.ndarray:
-        calls.append(list(texts))
-        return embedder.encode(texts)
-
+    calls, counting = _counting(embedder)
     grounder = Grounder.from_config(GenerationConfig(), counting).with_floor(0.0)
     question = "How long is the LS-12 cable?"
     fields = grounder.request_fields(question, DOCS)
@@ -197,15 +189,9 @@ def test_a_version_trained_with_an_earlier_measure_gets_its_profile_measured_aga
                                ("Which enclosure rating has the PC-220?", True), ("Who painted the Mona Lisa?", False))]
     folder, digest = write_dataset(Dataset(rows, [], {"evidence": {"measure": "v1", "embedding_model": "mini", "scores": [0.9]}}),
                                    tmp_path / "datasets")
-    (tmp_path / "adapter").mkdir()
     metadata = {"dataset": {"path": str(folder), "sha256": digest}, "evidence": read_card(folder)["evidence"]}
-    version = register(tmp_path / "models", tmp_path / "adapter", metadata)
-    calls = []
-
-    def counting(texts):
-        calls.append(texts)
-        return embedder.encode(texts)
-
+    version = register(tmp_path / "models", fake_adapter(tmp_path / "a"), metadata)
+    calls, counting = _counting(embedder)
     generation = GenerationConfig(evidence_quantile=0.5)
     floor = version_floor(version, generation, counting, "mini")
     expected = evidence_profile([(r["question"], DOCS) for r in rows[:3]], embedder.encode, "mini")  # the contexts that hold their answer
@@ -215,7 +201,7 @@ def test_a_version_trained_with_an_earlier_measure_gets_its_profile_measured_aga
     assert version_floor(again, generation, counting, "mini") == floor and len(calls) == 1  # current now: nothing embedded
     assert version_floor(again, GenerationConfig(evidence_quantile=0.0), counting, "mini") is None  # off
 
-    stale = get_version(tmp_path / "models", register(tmp_path / "models", _adapter(tmp_path / "b"), metadata).name)
+    stale = get_version(tmp_path / "models", register(tmp_path / "models", fake_adapter(tmp_path / "b"), metadata).name)
     (folder / "train.jsonl").write_text((folder / "train.jsonl").read_text().replace("LS-12", "LS-13"))
     with caplog.at_level(logging.WARNING, logger="raft.evidence"):
         assert version_floor(stale, generation, counting, "mini") is None and len(calls) == 1  # not the data it was trained on
@@ -225,9 +211,15 @@ def test_a_version_trained_with_an_earlier_measure_gets_its_profile_measured_aga
     assert get_version(tmp_path / "models", stale.name).metadata["evidence"]["measure"] == "v1"  # left as it was
 
 
-def _adapter(path):
-    path.mkdir(parents=True)
-    return path
+def _counting(embedder) -> tuple[list[list[str]], Callable[[list[str]], np.ndarray]]:
+    """`embedder.encode`, and the list of the texts of each call to it."""
+    calls: list[list[str]] = []
+
+    def counting(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return embedder.encode(texts)
+
+    return calls, counting
 
 
 def test_quote_candidates_read_each_sentence_with_its_title_and_exact_terms(embedder):
