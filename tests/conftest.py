@@ -319,6 +319,14 @@ def quote_alternatives(grammar: str) -> set[str]:
     return {json.loads(line.split(" ::= ", 1)[1]) for line in grammar.splitlines() if re.match(r"quote_\d+ ::= ", line)}
 
 
+def fake_adapter(folder: Path) -> Path:
+    """Stand-in files for a trained adapter (the registry only moves folders)."""
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter_model.safetensors").write_bytes(b"weights")
+    return folder
+
+
 def answers(url: str) -> bool:
     """Whether an HTTP server answers `url` with 200 now (False while nothing listens)."""
     import httpx

@@ -26,7 +26,7 @@ from retrieval.index import Hit
 from serving.adapters import served_models
 from serving.grounding import version_floor
 from serving.vllm_process import free_port
-from tests.conftest import eval_args
+from tests.conftest import eval_args, fake_adapter
 from training.registry import get_version, read_aliases, register
 
 DOC = ContextDoc("The PC-220 accepts an inlet pressure of at most 16 bar.\nIts  housing is IP65.", "PC-220 manual", "pc-220.md")
@@ -228,7 +228,7 @@ def test_gate_promotes_a_better_candidate_and_records_why(tmp_path):
 )
 def test_gate_refuses_and_leaves_production_alone(tmp_path, candidate, why):
     models = tmp_path / "models"
-    old, new = (register(models, _adapter(tmp_path / n), {}) for n in ("a", "b"))
+    old, new = (register(models, fake_adapter(tmp_path / n), {}) for n in ("a", "b"))
     record(models, decide(old.name, {"f1": 0.5, "quote_faithfulness": 0.96}, "base:rag", {"f1": 0.1}, RULES))
     d = decide(new.name, candidate, f"production:{old.name}", {"f1": 0.5, "quote_faithfulness": 0.96}, RULES)
     assert not d.promoted and any(why in r for r in d.reasons), d.reasons
@@ -241,11 +241,6 @@ def test_gate_without_a_faithfulness_floor_judges_answers_without_quotes():
     rules = GateConfig(min_f1_gain=0.0, faithfulness_tolerance=0.02, min_faithfulness=0.0)  # e.g. dataset.style direct
     d = decide("raft-x", {"f1": 0.6, "quote_faithfulness": None}, "base:rag", {"f1": 0.2}, rules)
     assert d.promoted and any("not judged" in r for r in d.reasons)
-
-
-def _adapter(folder):
-    folder.mkdir()
-    return folder
 
 
 # --- end to end: raft eval and raft gate with vLLM on CPU ------------------------------------

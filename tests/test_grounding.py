@@ -21,8 +21,7 @@ from training.dataset import Dataset
 from training.dataset_folder import read_card, write_dataset
 from training.evidence_profile import current_profile
 from training.registry import get_version, register
-from tests.test_registry import fake_adapter
-from tests.conftest import OPTIONS_TEXT, grammar_accepts, quote_alternatives
+from tests.conftest import OPTIONS_TEXT, fake_adapter, grammar_accepts, quote_alternatives
 
 DOCS = [
     ContextDoc("The PC-220 takes at most 16 bar (232 psi). Its housing is IP65.\nSee [1] for *details*?", "PC-220", "pc-220.md"),

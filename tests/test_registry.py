@@ -4,15 +4,8 @@ import json
 
 import pytest
 
+from tests.conftest import fake_adapter
 from training.registry import RegistryError, get_version, list_versions, read_aliases, register, set_alias
-
-
-def fake_adapter(folder):
-    """Stand-in files for a trained adapter (the registry only moves folders)."""
-    folder.mkdir(parents=True)
-    (folder / "adapter_config.json").write_text("{}")
-    (folder / "adapter_model.safetensors").write_bytes(b"weights")
-    return folder
 
 
 def test_register_moves_the_outputs_into_a_new_uniquely_named_version(tmp_path):
