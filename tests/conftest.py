@@ -48,7 +48,21 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             file = super()._split_scope(nodeid)
             return "session-vllm" if file in shared else file
 
+    config.option.loadscopereorder = False  # the files in the order pytest_collection_modifyitems gives them
     return SessionVLLMScheduling(config, log)
+
+
+# The slow lane's critical path, first: the session-vLLM group (its flows first: they need no `trained`)
+# on one worker, and on the other the files that train `trained` (test_training), then those that start
+# their own vLLM; every other file after them, in pytest's order, fills in. So the one training of
+# `trained` runs beside the flows, and is done before the group's evaluation and serving tests ask for it.
+FIRST_FILES = ("test_flows.py", "test_evaluation.py", "test_serving.py", "test_training.py", "test_vllm_supervision.py", "test_private_vllm_eval.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put FIRST_FILES first, in that order (a stable sort: within a file, and for the rest, pytest's order)."""
+    rank = {name: i for i, name in enumerate(FIRST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST_FILES)))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -280,17 +294,32 @@ def small_dataset(sample_work, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained(base_model, small_dataset, tmp_path_factory):
     """`raft train --merge` with the real base model, 12 steps over the 8 examples (enough to pick up the
-    answer format); the work dir and the JSON it printed."""
+    answer format); a work dir of this process's own with the version, and the JSON `raft train` printed.
+
+    Trained once per test run: under xdist the first worker to ask trains into the run's shared
+    temporary folder while the other waits on the lock, then each copies the work dir (tests write
+    into it). Each worker training its own was about 2.5 minutes of the slow lane's critical path
+    on a 2-core AVX2 CPU (docs/benchmarks.md). Never kept between runs: a test run trains afresh."""
     from flows.cli import main
 
+    run_tmp = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run_tmp = run_tmp.parent  # the run's folder, above each worker's own
+    shared = run_tmp / "trained-once"
+    with FileLock(run_tmp / "trained-once.lock"):
+        if not (shared / "printed.json").is_file():
+            shutil.rmtree(shared, ignore_errors=True)  # what a worker that failed left behind
+            argv = ["train", "--config", str(REPO / "raft.yaml"), "--work-dir", str(shared / "work"), "--dataset", str(small_dataset),
+                    "--base", base_model.path, "--max-steps", "12", "--merge", "--json", "--set", "training.max_seq_len=512",
+                    "--set", "training.batch_size=2", "--set", "training.learning_rate=2e-3"]
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                assert main(argv) == 0
+            (shared / "printed.json").write_text(out.getvalue())
     work = tmp_path_factory.mktemp("train-work")
-    argv = ["train", "--config", str(REPO / "raft.yaml"), "--work-dir", str(work), "--dataset", str(small_dataset),
-            "--base", base_model.path, "--max-steps", "12", "--merge", "--json", "--set", "training.max_seq_len=512",
-            "--set", "training.batch_size=2", "--set", "training.learning_rate=2e-3"]
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(argv) == 0
-    return work, json.loads(out.getvalue())
+    shutil.copytree(shared / "work", work, dirs_exist_ok=True)
+    printed = (shared / "printed.json").read_text().replace(str(shared / "work"), str(work))
+    return work, json.loads(printed)
 
 
 @pytest.fixture(scope="session")
