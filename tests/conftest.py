@@ -298,8 +298,9 @@ def trained(base_model, small_dataset, tmp_path_factory):
 
     Trained once per test run: under xdist the first worker to ask trains into the run's shared
     temporary folder while the other waits on the lock, then each copies the work dir (tests write
-    into it). Each worker training its own was about 2.5 minutes of the slow lane's critical path
-    on a 2-core AVX2 CPU (docs/benchmarks.md). Never kept between runs: a test run trains afresh."""
+    into it). The version records the training worker's `small_dataset`, which the other builds the
+    same way. Each worker training its own cost about 2 minutes more (117 s alone on a 2-core AVX2
+    CPU, docs/benchmarks.md). Never kept between runs: a test run trains afresh."""
     from flows.cli import main
 
     run_tmp = tmp_path_factory.getbasetemp()
