@@ -8,8 +8,11 @@ sentences are ranked by:
 
 - `embedding`: the cosine of the bare sentence's embedding to the question's (the ranking before 28ab403);
 - `title`: the same with the document's title in front of the sentence;
-- `title+bm25 W`: that plus W x the sentence's BM25 score among the context's sentences, scaled
-  to the best (W = 0.2 is `closest_sentences`).
+- `title+bm25 0.2, length-weighted`: that plus 0.2 x the sentence's BM25 score among the
+  context's sentences, scaled to the best, with BM25's usual length weight (b 0.75): the ranking
+  before the length weight went;
+- `title+bm25 W`: the same with W and without the length weight (W = TERM_WEIGHT is
+  `closest_sentences`).
 
 A sentence "holds a gold answer" when one of the question's `answers` is in it (whole words).
 Prints one row per ranker: the share of answerable questions whose first (and first three)
@@ -23,6 +26,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -31,9 +36,10 @@ from flows.config import load_config  # noqa: E402
 from flows.wiring import make_embedder, open_index  # noqa: E402
 from retrieval.qa import read_qa_file  # noqa: E402
 from retrieval.search import search_many  # noqa: E402
-from retrieval.evidence import TERM_WEIGHT, match_sentences, quotable  # noqa: E402
+from retrieval.evidence import TERM_WEIGHT, match_sentences, quotable, titled  # noqa: E402
+from retrieval.sparse import bm25_scores  # noqa: E402
 
-WEIGHTS = (0.1, TERM_WEIGHT, 0.3)
+WEIGHTS = (0.2, TERM_WEIGHT, 0.4)
 
 
 def rankings(question: str, docs, embed) -> dict[str, list[str]]:
@@ -46,7 +52,10 @@ def rankings(question: str, docs, embed) -> dict[str, list[str]]:
     def order(scores) -> list[str]:
         return [found[i] for i in sorted(range(len(found)), key=lambda i: (-float(scores[i]), i))]
 
+    length_weighted = np.array(bm25_scores(question, titled(found, docs)))
+    length_weighted /= length_weighted.max(initial=0.0) or 1.0
     out = {"embedding": order(vectors[1:] @ vectors[0]), "title": order(with_title)}
+    out["title+bm25 0.2, length-weighted"] = order(with_title + 0.2 * length_weighted)
     out.update({f"title+bm25 {w}": order(with_title + w * terms) for w in WEIGHTS})
     return out
 

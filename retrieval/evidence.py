@@ -30,11 +30,15 @@ from retrieval.sparse import bm25_scores, terms
 Embed = Callable[[list[str]], np.ndarray]  # texts -> unit-length vectors, one row per text
 
 _HEADING = re.compile(r"\s*#{1,6}(\s|$)")
-# How much exact terms count beside the embedding when quote candidates are chosen. Measured over
-# the raft_rag contexts of the squad, sample-domain and rustdocs questions (docs/benchmarks.md):
-# the sentence ranked first holds a gold answer 0.73 -> 0.81 (squad train), 0.55 -> 0.81
-# (sample), 0.46 -> 0.55 (rustdocs train) against the embedding of the bare sentence.
-TERM_WEIGHT = 0.2
+# How much exact terms count beside the embedding when quote candidates are chosen, and BM25's
+# length weight among a context's sentences: none, since a sentence with a term line joined to it
+# ("Range 0 to 4 m, ...") or a long one is not the less relevant for it, while a short sentence
+# that shares one word of the question rose above it. Measured over the raft_rag contexts of the
+# squad, sample-domain and rustdocs questions (docs/benchmarks.md): the sentence ranked first holds
+# a gold answer 0.73 -> 0.83 (squad train), 0.55 -> 0.83 (sample), 0.46 -> 0.72 (rustdocs train)
+# against the embedding of the bare sentence.
+TERM_WEIGHT = 0.3
+TERM_LENGTH_WEIGHT = 0.0
 # How much the question's own terms count in the evidence beside the embedding: a sentence of the
 # same topic that does not hold the answer matches the embedding nearly as well as the one that
 # does, but repeats fewer of the question's words. Chosen on squad and the sample domain (the
@@ -137,11 +141,11 @@ def evidence_profile(contexts: Iterable[tuple[str, Sequence[ContextDoc]]], embed
     `SentenceMatch.evidence` of each, but every distinct text is embedded once, in one call: a
     dataset's contexts share their chunks (the sample domain's 210 hold about a tenth as many
     distinct sentences as sentences)."""
-    asked = [(question, found, _titled(found, docs)) for question, docs in contexts for found in [quotable(docs)]]
-    texts = sorted({question for question, _, _ in asked} | {s for _, _, titled in asked for s in titled})
+    asked = [(question, found, titled(found, docs)) for question, docs in contexts for found in [quotable(docs)]]
+    texts = sorted({question for question, _, _ in asked} | {s for _, _, read in asked for s in read})
     vectors = dict(zip(texts, embed(texts))) if texts else {}
     scores = sorted(
-        round(_evidence(np.array([vectors[s] @ vectors[q] for s in titled]), _coverage(q, found)), 4) for q, found, titled in asked
+        round(_evidence(np.array([vectors[s] @ vectors[q] for s in read]), _coverage(q, found)), 4) for q, found, read in asked
     )
     return {"measure": MEASURE, "embedding_model": embedding_model, "scores": scores}
 
@@ -160,9 +164,9 @@ def evidence_floor(profile: Mapping[str, Any] | None, quantile: float, embedding
 def _match(question: str, found: list[str], docs: Sequence[ContextDoc], embed: Embed) -> SentenceMatch:
     if not found:
         return SentenceMatch([], np.zeros(0), np.zeros(0), np.zeros(0))
-    titled = _titled(found, docs)
-    vectors = embed([question, *titled])
-    scores = np.array(bm25_scores(question, titled), dtype=np.float64)
+    read = titled(found, docs)
+    vectors = embed([question, *read])
+    scores = np.array(bm25_scores(question, read, b=TERM_LENGTH_WEIGHT), dtype=np.float64)
     return SentenceMatch(found, vectors[1:] @ vectors[0], scores / (scores.max(initial=0.0) or 1.0), _coverage(question, found))
 
 
@@ -177,8 +181,8 @@ def _evidence(cosines: np.ndarray, coverage: np.ndarray) -> float:
     return float((cosines + COVERAGE_WEIGHT * coverage).max(initial=0.0))
 
 
-def _titled(found: Sequence[str], docs: Sequence[ContextDoc]) -> list[str]:
-    """Each of `found` as it is embedded: with the title of the document that holds it in front."""
+def titled(found: Sequence[str], docs: Sequence[ContextDoc]) -> list[str]:
+    """Each of `found` as it is embedded and ranked: with the title of the document that holds it in front."""
     return [f"{title}: {s}" if (title := _title_of(s, docs)) else s for s in found]
 
 

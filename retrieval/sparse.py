@@ -66,21 +66,21 @@ def query_vector(text: str) -> SparseVector:
     return _vector(dict.fromkeys(terms(text), 1.0))
 
 
-def bm25_scores(query: str, texts: Sequence[str]) -> list[float]:
+def bm25_scores(query: str, texts: Sequence[str], b: float = B) -> list[float]:
     """BM25 of `query` against each of `texts`, with document frequencies and the average length
     taken over `texts` themselves: for ranking a handful of passages (the sentences of a prompt)
-    without an index."""
+    without an index. `b` weighs a text's length against the average (0: not at all)."""
     counts = [Counter(terms(t)) for t in texts]
     avg = sum(sum(c.values()) for c in counts) / max(len(counts), 1)
     df = Counter(term for c in counts for term in c)
     idf = {t: math.log(1 + (len(counts) - df[t] + 0.5) / (df[t] + 0.5)) for t in set(terms(query))}
-    weights = [_term_weights(c, avg) for c in counts]
+    weights = [_term_weights(c, avg, b) for c in counts]
     return [sum(idf[t] * w[t] for t in idf if t in w) for w in weights]
 
 
-def _term_weights(counts: Counter[str], avg_terms: float) -> dict[str, float]:
+def _term_weights(counts: Counter[str], avg_terms: float, b: float = B) -> dict[str, float]:
     """BM25's term-frequency part per term of a text with these term `counts`, against texts of `avg_terms` on average."""
-    length_norm = K1 * (1 - B + B * sum(counts.values()) / max(avg_terms, 1.0))
+    length_norm = K1 * (1 - b + b * sum(counts.values()) / max(avg_terms, 1.0))
     return {term: tf * (K1 + 1) / (tf + length_norm) for term, tf in counts.items()}
 
 
