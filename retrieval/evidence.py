@@ -34,9 +34,10 @@ _HEADING = re.compile(r"\s*#{1,6}(\s|$)")
 # length weight among a context's sentences: none, since a sentence with a term line joined to it
 # ("Range 0 to 4 m, ...") or a long one is not the less relevant for it, while a short sentence
 # that shares one word of the question rose above it. Measured over the raft_rag contexts of the
-# squad, sample-domain and rustdocs questions (docs/benchmarks.md): the sentence ranked first holds
-# a gold answer 0.73 -> 0.83 (squad train), 0.55 -> 0.83 (sample), 0.46 -> 0.72 (rustdocs train)
-# against the embedding of the bare sentence.
+# squad, sample-domain and rustdocs questions (benchmarks/quote_ranking.py, docs/benchmarks.md): the
+# sentence ranked first holds a gold answer 0.729 -> 0.825 (squad train), 0.576 -> 0.828 (sample),
+# 0.582 -> 0.716 (rustdocs train) against the embedding of the bare sentence; 0.807, 0.814 and 0.701
+# with the length weight and terms at 0.2.
 TERM_WEIGHT = 0.3
 TERM_LENGTH_WEIGHT = 0.0
 # How much the question's own terms count in the evidence beside the embedding: a sentence of the
