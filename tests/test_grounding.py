@@ -241,11 +241,10 @@ def test_a_term_is_the_quote_candidate_its_description_makes_it(embedder):
     assert best == ["--include-ignored\nRuns both ignored and non-ignored tests."]
 
 
-
 def test_a_longer_candidate_is_not_ranked_down_for_its_length(embedder):
     """The sample domain's first eval question (what `make run` answers as its example): the
     datasheet's term line with its sentence holds the range; a short sentence of another document
-    shares the word "range". BM25 as an index weighs length ranked the short one first."""
+    shares the word "range". BM25, weighing length as an index does, ranked the short one first."""
     docs = [
         ContextDoc("LS-10 level sensor\nRange 0 to 4 m, accuracy ±0.5 %, output 4 to 20 mA, order number KF-31010.\n"
                    "Recommended calibration interval: 12 months.\nHousing material: stainless steel 316L. Weight without cable: 420 g.",
@@ -258,6 +257,7 @@ def test_a_longer_candidate_is_not_ranked_down_for_its_length(embedder):
     short, long = "The valve seat is brass.", "The valve seat of the inlet, which the PC-220 and PC-240 share, is brass."
     length_weighted, unweighted = bm25_scores("valve seat", [short, long]), bm25_scores("valve seat", [short, long], b=0.0)
     assert length_weighted[0] > length_weighted[1] and unweighted[0] == unweighted[1]
+
 
 def test_the_answer_is_checked_against_the_quotes():
     assert answer_grounded(parse_output(GOOD))
