@@ -13,10 +13,13 @@ line of any text, which `answer_grounded` then checks. With `answer: span`:
 the form of every training answer built from a QA file, and stricter; but measured on squad and
 the sample domain it answered worse (docs/benchmarks.md): when the quote is the wrong sentence,
 a free answer line can still take the answer from the context, a span cannot.
-Free text may not hold `#` or `<`, so a quote can only be opened by the marker, and the marker
-can only be followed by a sentence that is in the prompt, character for character (or a term on a
-line of its own together with the sentence below it, as documentation lists flags and settings:
-`contracts.textmatch.statements`).
+Free text and the answer line may not hold `##` (both quote markers begin so) nor the answer
+marker, so a quote can only be opened by the marker, and the marker can only be followed by a
+sentence that is in the prompt, character for character (or a term on a line of its own together
+with the sentence below it, as documentation lists flags and settings:
+`contracts.textmatch.statements`). A single `#` or `<` is text: documentation's titles and
+answers hold them ("[profile.<name>.lto]", "#[cfg(doc)]"), and a title the model names in its
+reasoning must not end it.
 With `generation.quote_candidates` N > 0, a quote may be only one of the N sentences of the
 context that best match the question (`retrieval.evidence`: the retrieval's embedding model and
 BM25, each sentence read with its document's title): a small model finds the sentence that
@@ -91,13 +94,38 @@ def output_grammar(quotes: Sequence[str], answer: AnswerForm = "free") -> str:
     rules = [f"quote_{i} ::= {literal(q)}" for i, q in enumerate(quotes)]
     if answer == "free":
         quote = f"{literal(BEGIN_QUOTE)} ({' | '.join(f'quote_{i}' for i in range(len(quotes)))}) {literal(END_QUOTE)}"
-        return "\n".join([f'root ::= ([^#<] | {quote})* {literal(ANSWER_PREFIX + " ")} [^\\n#<]*', *rules])
+        return "\n".join([f'root ::= text ({quote} text)* {literal(ANSWER_PREFIX + " ")} line', *rules, *_TEXT_RULES])
     quoted = " | ".join(f"quoted_{i}" for i in range(len(quotes)))
-    rules.insert(0, f"root ::= [^#<]* ({literal(f'{ANSWER_PREFIX} {UNKNOWN_ANSWER}')} | {literal(BEGIN_QUOTE)} ({quoted}))")
+    rules.insert(0, f"root ::= text ({literal(f'{ANSWER_PREFIX} {UNKNOWN_ANSWER}')} | {literal(BEGIN_QUOTE)} ({quoted}))")
     for i, q in enumerate(quotes):
-        rules.append(f"quoted_{i} ::= quote_{i} {literal(END_QUOTE)} [^#<]* {literal(ANSWER_PREFIX + ' ')} answer_{i}")
+        rules.append(f"quoted_{i} ::= quote_{i} {literal(END_QUOTE)} text {literal(ANSWER_PREFIX + ' ')} answer_{i}")
         rules += _span_rules(f"answer_{i}", q)
-    return "\n".join(rules)
+    return "\n".join([*rules, *_TEXT_RULES])
+
+
+def _text_rules() -> list[str]:
+    """Rules `text` (free text) and `line` (the rest of the answer line): anything without `##` or the
+    answer marker, the line also without a line break. A `#` is text when a character other than `#`
+    or `<` follows it (the line may also end on one: "C#"); a `<` when what follows it departs from
+    the answer marker before the marker's end ("<name>", "<ANSWERS>")."""
+
+    def after_lt(excluded: str) -> str:  # what may follow a '<': anything that leaves "<ANSWER>:" before its end
+        rest = ANSWER_PREFIX[1:]
+        follow = f"[^{rest[-1]}#<{excluded}]"
+        for ch in reversed(rest[:-1]):
+            follow = f"[^{ch}#<{excluded}] | {literal(ch)} ({follow})"
+        return f'"<" ({follow})'
+
+    # Runs of plain characters as character-class stars: xgrammar matches those fastest.
+    return [
+        "text ::= [^#<]* (text_mark [^#<]*)*",
+        f'text_mark ::= "#" [^#<] | {after_lt("")}',
+        r'line ::= [^\n#<]* (line_mark [^\n#<]*)* "#"?',
+        r'line_mark ::= "#" [^\n#<] | ' + after_lt(r"\n"),
+    ]
+
+
+_TEXT_RULES = _text_rules()
 
 
 def _one_unit(sentence: str, at: int) -> int | None:
@@ -150,8 +178,8 @@ def new_answer_grammar(quotes: Sequence[str], question: str, answer_line: bool) 
             rules += _span_rules(names[-1], q, first)
     if not names:
         return None
-    tail = f" [^#<]* {literal(ANSWER_PREFIX + ' ')} answer" if answer_line else ""
-    return "\n".join([f'root ::= " " answer{tail}', f"answer ::= {' | '.join(names)}", *rules])
+    tail = f" text {literal(ANSWER_PREFIX + ' ')} answer" if answer_line else ""
+    return "\n".join([f'root ::= " " answer{tail}', f"answer ::= {' | '.join(names)}", *rules, *_TEXT_RULES])
 
 
 @dataclass(frozen=True)

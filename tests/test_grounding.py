@@ -82,6 +82,28 @@ def test_with_answer_free_any_verbatim_quotes_come_before_a_free_answer_line(out
     assert grammar_accepts(output_grammar(quotable(DOCS), "free"), output) is ok
 
 
+CARGO = [ContextDoc("The profile.<name>.lto key sets LTO. Use #[cfg(doc)] for docs only.", "[profile.<name>.lto]", "cargo.md")]
+
+
+@pytest.mark.parametrize("output, ok", [
+    ('Document 1 ("[profile.<name>.lto]") says: ##begin_quote##The profile.<name>.lto key sets LTO.##end_quote##\n'
+     "<ANSWER>: profile.<name>.lto", True),  # a title and an answer with '<'
+    ("See C# ##begin_quote##Use #[cfg(doc)] for docs only.##end_quote##\n<ANSWER>: #[cfg(doc)]", True),
+    ("Vec<Arc<T>> <ANSWERS> x\n<ANSWER>: C#", True),  # a '<' that leaves the answer marker; a line ending on '#'
+    ("x ## y\n<ANSWER>: z", False),  # '##' opens a quote only
+    ("x ##begin_quote##Made up.##end_quote##\n<ANSWER>: z", False),
+    ("x <ANSWER>: y\n<ANSWER>: z", False),  # one answer marker
+    ("x\n<ANSWER>: y <ANSWER>: z", False),
+    ("x\n<ANSWER>: y ##begin_quote##Made up.##end_quote##", False),  # no quote on the answer line
+    ("x\n<ANSWER>: C##", False),
+])
+def test_text_and_answers_may_hold_a_hash_or_a_less_than_sign_but_no_marker(output, ok):
+    """Documentation's titles and answers hold '#' and '<': they are text wherever no marker begins."""
+    assert grammar_accepts(output_grammar(quotable(CARGO), "free"), output) is ok
+    span = output.replace("<ANSWER>: profile.<name>.lto", "<ANSWER>: profile.<name>.lto key")
+    assert grammar_accepts(output_grammar(quotable(CARGO), "span"), span) is (ok and "Vec<" not in output)
+
+
 def test_request_fields_constrain_only_when_asked_and_there_is_something_to_quote():
     assert Grounder("constrained").request_fields("q", DOCS) == {"structured_outputs": {"grammar": output_grammar(quotable(DOCS), "free")}}
     assert Grounder("constrained", answer="span").request_fields("q", DOCS) == {"structured_outputs": {"grammar": output_grammar(quotable(DOCS), "span")}}
@@ -282,7 +304,8 @@ def test_xgrammar_enforces_the_grammar_over_the_real_tokenizer(base_model):
     assert accepts(GOOD) and accepts(GOOD, "free")
     assert not accepts("##begin_quote##The PC-220 takes at most 18 bar")  # the first wrong token is refused
     assert not accepts("##begin_quote##The PC-220 takes at most 18 bar", "free")
-    assert not accepts("The PC-220 # takes")  # free text cannot hold '#'
+    assert not accepts("The PC-220 ## takes")  # free text cannot hold '##'
+    assert accepts('Document 1 ("A <b> and C#") says ' + GOOD.removeprefix("Document 1 says "), "free")
     assert not accepts(GOOD.replace("<ANSWER>: 16 bar", "<ANSWER>: IP65"))  # an answer not from its quote
     assert accepts(GOOD.replace("<ANSWER>: 16 bar", "<ANSWER>: IP65"), "free")  # left to answer_grounded
     assert accepts(TWO_QUOTES, "free") and not accepts(TWO_QUOTES)
