@@ -268,7 +268,12 @@ def _parse_plain(content: str) -> tuple[str, list[Section], str, list[MetaField]
 # --- HTML --------------------------------------------------------------------------------
 
 _DROP_TAGS = ["script", "style", "noscript", "nav", "aside", "form", "iframe", "svg", "template", "button"]
-_BOILERPLATE = re.compile(r"cookie|consent|banner|breadcrumb|sidebar|navbar|menu|advert|share|skip-link", re.I)
+# ARIA landmarks that mark the same chrome as <nav>, <header>, <footer> and <aside> on sites built
+# from <div>s (Node.js's API docs: the site menu and the page's table of contents).
+_CHROME_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search"}
+_BOILERPLATE = re.compile(r"cookie|consent|banner|breadcrumb|sidebar|navbar|menu|advert|share|skip-link|skip-to", re.I)
+# A heading's permalink: an in-page link whose whole text is a symbol ("Path #", "Install ¶").
+_PERMALINK_TEXT = {"", "#", "¶", "§", "🔗"}
 _BLOCKS = {"p", "div", "section", "article", "main", "ul", "ol", "li", "table", "tr", "pre", "blockquote",
            "dl", "dt", "dd", "figure", "figcaption", "caption", "hr", "thead", "tbody", "tfoot", "address"}
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
@@ -291,12 +296,19 @@ def _parse_html(content: str) -> tuple[str, list[Section], str, list[MetaField]]
         names = " ".join(node.get("class") or []) + " " + (node.get("id") or "")
         if is_chrome or (node.name not in ("body", "html", "main", "article") and _BOILERPLATE.search(names)):
             node.decompose()
+        elif (node.get("role") or "").strip().lower() in _CHROME_ROLES or _is_permalink(node):
+            node.decompose()
     root = soup.find("main") or soup.find("article") or soup.body or soup
     writer = _HtmlText()
     writer.walk(root)
     text, starts = writer.finish()
     h1 = next((heads[0] for _, heads in starts if heads), "")
     return text, _sections_from_starts([(0, ())] + starts, len(text)), h1 or page_title, _meta_fields(content)
+
+
+def _is_permalink(node: Any) -> bool:
+    href = node.get("href") if node.name == "a" else None
+    return bool(href and href.startswith("#")) and node.get_text().strip(" \u200b\u00a0\n") in _PERMALINK_TEXT
 
 
 # Read from the raw text, not the parsed tree: a tag in any case, in a comment or mangled
@@ -333,6 +345,14 @@ def _attributes(tag: str) -> dict[str, str]:
     return found
 
 
+def _code_blocks(pre: Any) -> list[Any]:
+    """A <pre>'s code blocks: each <code> child apart when it holds nothing else (Node.js's docs put
+    an example's CommonJS and ES module versions side by side so), else the <pre> whole."""
+    children = [c for c in pre.children if c.get_text().strip()]  # not the whitespace, or a toggle's <input>
+    codes = [c for c in children if getattr(c, "name", None) == "code"]
+    return codes if len(codes) > 1 and len(codes) == len(children) else [pre]
+
+
 class _HtmlText:
     """Renders an element tree to text: one line per block, table cells joined by ' | '."""
 
@@ -363,8 +383,9 @@ class _HtmlText:
                     self.flush()
                 elif name == "pre":
                     self.flush()
-                    for line in child.get_text().strip("\n").splitlines():
-                        self._emit(line)
+                    for block in _code_blocks(child):
+                        for line in block.get_text().strip("\n").splitlines():
+                            self._emit(line)
                 elif name in ("td", "th"):
                     if self.current and "".join(self.current).strip():
                         self.current.append(" | ")

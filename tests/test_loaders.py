@@ -61,6 +61,34 @@ def test_html_strips_boilerplate_and_keeps_structure():
     assert claims and doc.text[claims[0].start :].startswith("Claims\nSend claims")
 
 
+# The chrome of two documentation generators that use no <nav> or <aside>: Node.js's API docs
+# (a menu and a table of contents as <div>/<details role="navigation">, '#' permalinks, an
+# example's CommonJS and ES module versions as two <code>s in one <pre>) and Sphinx (sidebars
+# with role="navigation", '¶' permalinks on headings and definitions).
+API_DOCS_HTML = """<html><head><title>Path | Node.js v20 Documentation</title></head><body>
+<a href="#apicontent" class="skip-to-content">Skip to content</a>
+<div role="navigation" id="column2"><ul><li><a href="fs.html">File system</a></li></ul></div>
+<div id="column1"><details role="navigation" id="toc" open><summary>Table of contents</summary>
+<ul><li><a href="#path-sep">path.sep</a></li></ul></details>
+<div id="apicontent"><section><h2>Path<span><a class="mark" href="#path" id="path">#</a></span></h2>
+<pre><input type="checkbox" aria-label="Show ES modules syntax"><code class="cjs">const path = require('node:path');</code><code class="mjs">import path from 'node:path';</code></pre>
+<h3>path.sep<a class="headerlink" href="#path-sep" title="Link to this heading">\u00b6</a></h3>
+<p>Provides the platform-specific path segment separator: see <a href="#path">the module</a>.</p>
+<div class="sphinxsidebar" role="navigation"><h3>Quick search</h3></div>
+<div role="contentinfo">Last updated on Dec 05, 2026.</div>
+</section></div></div></body></html>"""
+
+
+def test_html_drops_landmark_chrome_and_permalinks():
+    [doc] = parse_file(API_DOCS_HTML.encode(), "api/path.html", {}, PUBLIC)
+    for chrome in ("Skip to content", "File system", "Table of contents", "Quick search", "Last updated", "#", "\u00b6"):
+        assert chrome not in doc.text
+    assert doc.title == "Path"
+    assert [s.headings for s in doc.sections if s.headings] == [("Path",), ("Path", "path.sep")]
+    assert "const path = require('node:path');\nimport path from 'node:path';" in doc.text
+    assert "Provides the platform-specific path segment separator: see the module." in doc.text
+
+
 def test_html_access_meta():
     html = b'<html><head><meta name="access" content="internal, finance"></head><body><p>Budget 2027.</p></body></html>'
     [doc] = parse_file(html, "b.html", {}, PUBLIC)
