@@ -298,7 +298,7 @@ def _parse_html(content: str) -> tuple[str, list[Section], str, list[MetaField]]
             node.decompose()
         elif (node.get("role") or "").strip().lower() in _CHROME_ROLES or _is_permalink(node):
             node.decompose()
-    root = soup.find("main") or soup.find("article") or soup.body or soup
+    root = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.find("article") or soup.body or soup
     writer = _HtmlText()
     writer.walk(root)
     text, starts = writer.finish()

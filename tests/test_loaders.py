@@ -89,6 +89,14 @@ def test_html_drops_landmark_chrome_and_permalinks():
     assert "Provides the platform-specific path segment separator: see the module." in doc.text
 
 
+def test_html_reads_the_element_whose_role_is_main():
+    # Sphinx's classic themes: the page body is <div role="main">, its footer a plain <div>.
+    html = (b'<html><body><div class="document"><div class="body" role="main"><h1>IDLE</h1><p>Editor windows.</p></div></div>'
+            b'<div class="footer">Created using Sphinx 5.0.2.</div></body></html>')
+    [doc] = parse_file(html, "idle.html", {}, PUBLIC)
+    assert doc.text == "IDLE\nEditor windows."
+
+
 def test_html_access_meta():
     html = b'<html><head><meta name="access" content="internal, finance"></head><body><p>Budget 2027.</p></body></html>'
     [doc] = parse_file(html, "b.html", {}, PUBLIC)
