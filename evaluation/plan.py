@@ -88,7 +88,8 @@ def plan_jobs(
     """The requests of an evaluation: each setting (and k, for retrieved contexts) for each question.
 
     Oracle jobs exist only for questions whose oracle is known, no_oracle jobs only for those whose
-    source document is known; `hits` must then reach DISTRACTOR_DEPTH.
+    source document is known and whose hits hold chunks of other documents (a long source page can
+    fill all of them); `hits` must then reach DISTRACTOR_DEPTH.
     """
     check_settings(settings)
     jobs = []
@@ -104,7 +105,8 @@ def plan_jobs(
             elif setting.context == "distractors":
                 if q.source_docs:
                     others = [h for h in found if h.doc_id not in q.source_docs and not any(contains_answer(h.text, r) for r in q.references)]
-                    jobs.extend(Job(name, k, q, model, tuple(h.context_doc() for h in others[:k])) for k in ks)
+                    if others:
+                        jobs.extend(Job(name, k, q, model, tuple(h.context_doc() for h in others[:k])) for k in ks)
             else:
                 jobs.extend(Job(name, k, q, model, tuple(h.context_doc() for h in found[:k])) for k in ks)
     return jobs

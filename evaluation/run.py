@@ -30,9 +30,11 @@ def run_jobs(
 
     def ask(job: Job) -> dict[str, Any]:
         messages = build_messages(job.question.question, job.docs)
-        fields = grounder.with_floor((floors or {}).get(job.model)).request_fields(job.question.question, job.docs)
+        # A setting without documents (closed_book, dsf) answers from memory: there is nothing to ground it in.
+        asked = grounder.with_grounding("free") if SETTINGS[job.setting].context == "none" else grounder
+        fields = asked.with_floor((floors or {}).get(job.model)).request_fields(job.question.question, job.docs)
         done = complete(client, job.model, messages, sampling, fields or None)
-        reask = grounder.reask(job.question.question, done.text)
+        reask = asked.reask(job.question.question, done.text)
         more = reask.sampling(sampling, done.completion_tokens) if reask else None
         if reask and more:
             done = done.continued(reask.prefix, complete(client, job.model, reask.messages(messages), more, reask.extra_body()))

@@ -73,7 +73,7 @@ ABSTAIN_GRAMMAR = f"root ::= {literal(f'{ANSWER_PREFIX} {UNKNOWN_ANSWER}')}"  # 
 
 
 def abstained(fields: dict[str, object]) -> bool:
-    """Whether `Grounder.request_fields` returned the grammar of "I don't know" alone (the floor)."""
+    """Whether `Grounder.request_fields` returned the grammar of "I don't know" alone (the floor, or no documents)."""
     return fields.get("structured_outputs") == {"grammar": ABSTAIN_GRAMMAR}
 
 
@@ -241,10 +241,13 @@ class Grounder:
         return dataclasses.replace(self, floor=floor)
 
     def request_fields(self, question: str, docs: Sequence[ContextDoc]) -> dict[str, object]:
-        """The extra fields of a vLLM chat request ({} when nothing is constrained: free decoding,
-        or no documents to quote). Below the floor, the grammar of "I don't know" alone."""
-        if self.grounding == "free" or not any(d.text.strip() for d in docs):
+        """The extra fields of a vLLM chat request ({} for free decoding). Below the floor, or with no
+        document to quote (a caller whose groups see none of the retrieved chunks), the grammar of
+        "I don't know" alone: a grounded answer needs a sentence to quote."""
+        if self.grounding == "free":
             return {}
+        if not any(d.text.strip() for d in docs):
+            return {"structured_outputs": {"grammar": ABSTAIN_GRAMMAR}}
         if self.floor is None:
             quotes = closest_sentences(question, docs, self.candidates, self.embed) if self.candidates and self.embed else quotable(docs)
         else:

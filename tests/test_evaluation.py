@@ -138,6 +138,9 @@ def test_no_oracle_shows_the_next_chunks_of_other_documents_that_do_not_hold_the
     jobs = plan_jobs([known, unknown], [found, found], ["no_oracle"], Models(tuned="raft-x"), [1, 3])
     assert [(j.question.id, j.k, [d.title for d in j.docs]) for j in jobs] == [("q1", 1, ["d2"]), ("q1", 3, ["d2", "d4", "d5"])]
     assert jobs[0].model == "raft-x"
+    # A long source page can fill every hit: no context is left to show, so no job (not an empty one).
+    only_source = [hit("d1"), Hit("d1-1", 1.0, "d1", "d1.md", "d1", "more of d1", [], 1, 10, ["public"])]
+    assert plan_jobs([known], [only_source], ["no_oracle"], Models(tuned="raft-x"), [1, 3]) == []
     assert retrieval_depth(["rag", "raft_rag"], [5]) == 5 and retrieval_depth(["raft_rag", "no_oracle"], [5, 80]) == 80
     assert retrieval_depth(["no_oracle"], [5]) == DISTRACTOR_DEPTH, "deep enough that k chunks remain below the source's"
 

@@ -91,6 +91,18 @@ def test_an_echo_stands_when_asking_again_is_off_or_grounding_is_free(fake, grou
     assert row["prediction"] == "Forte"
 
 
+def test_settings_without_documents_answer_freely_and_retrieved_ones_grounded(fake):
+    """closed_book and dsf have no documents by design: asked without a grammar. A retrieved
+    context is grounded even when nothing came back: then only "I don't know" may be said."""
+    asked = EvalQuestion("q1", QUESTION, "Dodge D-50", ("forte.md",), None)
+    jobs = [Job("closed_book", None, asked, "base", ()), Job("raft_rag", 2, asked, "raft-v1", ())]
+    closed, empty = ask(Grounder("constrained"), jobs)
+    by_model = {r["model"]: r for r in fake.requests}
+    assert "structured_outputs" not in by_model["base"] and not closed["below_floor"]
+    assert by_model["raft-v1"]["structured_outputs"] == {"grammar": ABSTAIN_GRAMMAR}
+    assert empty["output"] == "<ANSWER>: I don't know" and empty["abstained"] and empty["below_floor"]
+
+
 def test_an_answer_that_names_new_words_is_asked_once(fake):
     rows = ask(Grounder("constrained"), [job("raft-v1"), job("raft-v2")])
     assert len(fake.requests) == 2 and all(not r["reasked"] for r in rows)

@@ -32,6 +32,7 @@ from retrieval.sync import sync_corpus
 from serving.chat_service import GatewaySettings
 from serving.engine import Engine
 from serving.gateway import create_app
+from serving.grounding import ABSTAIN_GRAMMAR
 from retrieval.evidence import closest_sentences, quotable
 from serving.vllm_process import free_port
 from tests.conftest import KB_JSONL, PUMP_MD, SALARIES_MD, VALVE_MD, quote_alternatives, write
@@ -129,6 +130,24 @@ def test_grounding_is_asked_of_vllm_unless_the_request_says_free(gateway, fake, 
     sent = [r for r in fake.requests if r["path"] == "/v1/chat/completions"][-1]
     assert "structured_outputs" not in sent and body["raft"]["grounding"] == "free"
     assert_openai_error(ask(url, question("hi", raft={"grounding": "loose"})), 400, "raft.grounding")
+
+
+def test_a_caller_who_may_see_no_retrieved_document_gets_i_dont_know_not_a_free_answer(gateway, fake, embedder):
+    """Retrieval that finds nothing the caller may read (say, an index of hr documents and a public
+    key): with grounding constrained the model may then only say "I don't know", as below the floor."""
+    settings = GatewaySettings(ServingConfig(api_keys=KEYS), GenerationConfig(quote_candidates=CANDIDATES), VLLMConfig(max_model_len=WINDOW))
+    app = create_app(settings, Engine("http://vllm.test/v1", None), lambda question, k, groups: [], embedder.encode,
+                     httpx.AsyncClient(transport=httpx.MockTransport(fake)))
+
+    async def ask_app() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client:
+            return await client.post("/v1/chat/completions", json=question("What do Band S3 engineers earn?"), headers=PUBLIC, timeout=30)
+
+    body = asyncio.run(ask_app()).json()
+    sent = [r for r in fake.requests if r["path"] == "/v1/chat/completions"][-1]
+    assert sent["structured_outputs"] == {"grammar": ABSTAIN_GRAMMAR}
+    assert body["choices"][0]["message"]["content"].endswith("I don't know") and body["citations"] == []
+    assert body["raft"]["below_evidence_floor"] is True
 
 
 def test_a_lone_surrogate_in_the_question_is_a_400_naming_the_field(gateway, fake):

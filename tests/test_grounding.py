@@ -104,11 +104,14 @@ def test_text_and_answers_may_hold_a_hash_or_a_less_than_sign_but_no_marker(outp
     assert grammar_accepts(output_grammar(quotable(CARGO), "span"), output) is (ok and "Vec<" not in output)
 
 
-def test_request_fields_constrain_only_when_asked_and_there_is_something_to_quote():
+def test_request_fields_constrain_when_asked_and_abstain_with_nothing_to_quote():
     assert Grounder("constrained").request_fields("q", DOCS) == {"structured_outputs": {"grammar": output_grammar(quotable(DOCS), "free")}}
     assert Grounder("constrained", answer="span").request_fields("q", DOCS) == {"structured_outputs": {"grammar": output_grammar(quotable(DOCS), "span")}}
     assert Grounder("free").request_fields("q", DOCS) == {}
-    assert Grounder("constrained").request_fields("q", []) == {}
+    # Nothing to quote (a caller whose groups see no retrieved chunk): only "I don't know", never a free answer.
+    for nothing in ([], [ContextDoc(" \n", "empty", "e.md")]):
+        assert abstained(Grounder("constrained").request_fields("q", nothing))
+    assert Grounder("free").request_fields("q", []) == {}
     assert Grounder("constrained").with_grounding("free").request_fields("q", DOCS) == {}
     assert Grounder("free").with_grounding(None).grounding == "free"
 
