@@ -289,14 +289,7 @@ def _parse_html(content: str) -> tuple[str, list[Section], str, list[MetaField]]
     for node in soup.find_all(string=lambda s: isinstance(s, Comment)):
         node.extract()
     for node in soup.find_all(True):
-        # Page chrome lives in <header>/<footer> outside the article, and in classed widgets.
-        if node.decomposed:
-            continue
-        is_chrome = node.name in ("header", "footer") and not node.find_parent(["article", "main"])
-        names = " ".join(node.get("class") or []) + " " + (node.get("id") or "")
-        if is_chrome or (node.name not in ("body", "html", "main", "article") and _BOILERPLATE.search(names)):
-            node.decompose()
-        elif (node.get("role") or "").strip().lower() in _CHROME_ROLES or _is_permalink(node):
+        if not node.decomposed and _is_chrome(node):
             node.decompose()
     root = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.find("article") or soup.body or soup
     writer = _HtmlText()
@@ -306,7 +299,16 @@ def _parse_html(content: str) -> tuple[str, list[Section], str, list[MetaField]]
     return text, _sections_from_starts([(0, ())] + starts, len(text)), h1 or page_title, _meta_fields(content)
 
 
-def _is_permalink(node: Any) -> bool:
+def _is_chrome(node: Any) -> bool:
+    """Page chrome: <header>/<footer> outside the article, classed widgets, ARIA landmarks of chrome,
+    and headings' permalinks."""
+    if node.name in ("header", "footer") and not node.find_parent(["article", "main"]):
+        return True
+    names = " ".join(node.get("class") or []) + " " + (node.get("id") or "")
+    if node.name not in ("body", "html", "main", "article") and _BOILERPLATE.search(names):
+        return True
+    if (node.get("role") or "").strip().lower() in _CHROME_ROLES:
+        return True
     href = node.get("href") if node.name == "a" else None
     return bool(href and href.startswith("#")) and node.get_text().strip(" \u200b\u00a0\n") in _PERMALINK_TEXT
 
