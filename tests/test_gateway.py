@@ -42,6 +42,10 @@ KEYS = {"public-key": (), "hr-key": ("hr",)}
 PUBLIC = {"Authorization": "Bearer public-key"}
 SECRET = "61000"  # in the hr-only salary document
 CANDIDATES = 1  # generation.quote_candidates (the default): sentences a quote may choose from
+SETTINGS = GatewaySettings(
+    ServingConfig(api_keys=KEYS, max_concurrency=2, max_message_chars=500, max_documents=20, default_max_tokens=64, upstream_timeout_s=10),
+    GenerationConfig(quote_candidates=CANDIDATES), VLLMConfig(max_model_len=WINDOW),
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +59,7 @@ def gateway(embedder, tmp_path_factory):
     store = open_store(QdrantConfig(collection="chunks"), tmp_path_factory.mktemp("gateway-qdrant"))
     sync_corpus(store, embedder, root, IndexSettings(EmbeddingConfig(model=embedder.name), ChunkingConfig(size=64, overlap=8, min_size=8)))
     fake = FakeVLLM()
-    serving = ServingConfig(api_keys=KEYS, max_concurrency=2, max_message_chars=500, max_documents=20, default_max_tokens=64, upstream_timeout_s=10)
-    settings = GatewaySettings(serving, GenerationConfig(quote_candidates=CANDIDATES), VLLMConfig(max_model_len=WINDOW))
-    app = create_app(settings, Engine("http://vllm.test/v1", None), make_retriever(store, embedder), embedder.encode,
+    app = create_app(SETTINGS, Engine("http://vllm.test/v1", None), make_retriever(store, embedder), embedder.encode,
                      httpx.AsyncClient(transport=httpx.MockTransport(fake)))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -135,8 +137,7 @@ def test_grounding_is_asked_of_vllm_unless_the_request_says_free(gateway, fake, 
 def test_a_caller_who_may_see_no_retrieved_document_gets_i_dont_know_not_a_free_answer(gateway, fake, embedder):
     """Retrieval that finds nothing the caller may read (say, an index of hr documents and a public
     key): with grounding constrained the model may then only say "I don't know", as below the floor."""
-    settings = GatewaySettings(ServingConfig(api_keys=KEYS), GenerationConfig(quote_candidates=CANDIDATES), VLLMConfig(max_model_len=WINDOW))
-    app = create_app(settings, Engine("http://vllm.test/v1", None), lambda question, k, groups: [], embedder.encode,
+    app = create_app(SETTINGS, Engine("http://vllm.test/v1", None), lambda question, k, groups: [], embedder.encode,
                      httpx.AsyncClient(transport=httpx.MockTransport(fake)))
 
     async def ask_app() -> httpx.Response:
