@@ -356,7 +356,9 @@ def _code_blocks(pre: Any) -> list[Any]:
 
 
 class _HtmlText:
-    """Renders an element tree to text: one line per block, table cells joined by ' | '."""
+    """Renders an element tree to text: one line per block, a table row's cells joined by ' | ' on
+    one line (the blocks inside a cell too: Sphinx wraps every cell's text in a <p>, Node.js's
+    version tables some, and a row split over lines parts a value from what it belongs to)."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -364,6 +366,7 @@ class _HtmlText:
         self.current: list[str] = []
         self.heading_starts: list[tuple[int, tuple[str, ...]]] = []
         self.path: list[tuple[int, str]] = []
+        self.in_cell = 0  # how many table cells the walk is inside
 
     def walk(self, node: Any) -> None:
         from bs4 import NavigableString, Tag
@@ -373,7 +376,17 @@ class _HtmlText:
                 self.current.append(str(child))
             elif isinstance(child, Tag):
                 name = child.name
-                if name in _HEADINGS:
+                if name in ("td", "th"):
+                    if self.current and "".join(self.current).strip():
+                        self.current.append(" | ")
+                    self.in_cell += 1
+                    self.walk(child)
+                    self.in_cell -= 1
+                elif self.in_cell and (name in _BLOCKS or name in _HEADINGS or name == "br"):
+                    self.current.append(" ")  # a break within the cell's line
+                    self.walk(child)
+                    self.current.append(" ")
+                elif name in _HEADINGS:
                     self.flush()
                     heading = " ".join(child.get_text(" ").split())
                     if heading:
@@ -388,10 +401,6 @@ class _HtmlText:
                     for block in _code_blocks(child):
                         for line in block.get_text().strip("\n").splitlines():
                             self._emit(line)
-                elif name in ("td", "th"):
-                    if self.current and "".join(self.current).strip():
-                        self.current.append(" | ")
-                    self.walk(child)
                 elif name in _BLOCKS:
                     self.flush()
                     if name == "li":

@@ -89,6 +89,16 @@ def test_html_drops_landmark_chrome_and_permalinks():
     assert "Provides the platform-specific path segment separator: see the module." in doc.text
 
 
+def test_html_table_row_is_one_line_whatever_its_cells_hold():
+    # Sphinx wraps every cell's text in a <p>; Node.js's version tables some; cells break lines with <br>.
+    html = (b'<html><body><h1>Profiles</h1><table class="docutils"><thead><tr><th><p>Option</p></th><th><p>Default</p></th></tr></thead>'
+            b'<tbody><tr><td><p><code>opt-level</code></p></td><td><p>0</p><p>(3 for release)</p></td></tr>'
+            b'<tr><td>cargo run,<br>cargo build</td><td><ul><li>dev</li><li>test</li></ul></td></tr></tbody></table>'
+            b'<p>After the table.</p></body></html>')
+    [doc] = parse_file(html, "profiles.html", {}, PUBLIC)
+    assert doc.text == "Profiles\nOption | Default\nopt-level | 0 (3 for release)\ncargo run, cargo build | dev test\nAfter the table."
+
+
 def test_html_reads_the_element_whose_role_is_main():
     # Sphinx's classic themes: the page body is <div role="main">, its footer a plain <div>.
     html = (b'<html><body><div class="document"><div class="body" role="main"><h1>IDLE</h1><p>Editor windows.</p></div></div>'
