@@ -270,10 +270,11 @@ def _parse_plain(content: str) -> tuple[str, list[Section], str, list[MetaField]
 _DROP_TAGS = ["script", "style", "noscript", "nav", "aside", "form", "iframe", "svg", "template", "button"]
 # ARIA landmarks that mark the same chrome as <nav>, <header>, <footer> and <aside> on sites built
 # from <div>s (Node.js's API docs: the site menu and the page's table of contents).
-_CHROME_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search"}
-_BOILERPLATE = re.compile(r"cookie|consent|banner|breadcrumb|sidebar|navbar|menu|advert|share|skip-link|skip-to", re.I)
-# A heading's permalink: an in-page link whose whole text is a symbol ("Path #", "Install ¶").
-_PERMALINK_TEXT = {"", "#", "¶", "§", "🔗"}
+# A footnote's link back to where it is cited ("↩", "↩2") is navigation too: DPUB-ARIA's role, or
+# the class GitHub's Markdown, mdBook, Python-Markdown and Pandoc give it.
+_CHROME_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search", "doc-backlink"}
+_BOILERPLATE = re.compile(
+    r"cookie|consent|banner|breadcrumb|sidebar|navbar|menu|advert|share|skip-link|skip-to|backref|footnote-back", re.I)
 _BLOCKS = {"p", "div", "section", "article", "main", "ul", "ol", "li", "table", "tr", "pre", "blockquote",
            "dl", "dt", "dd", "figure", "figcaption", "caption", "hr", "thead", "tbody", "tfoot", "address"}
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
@@ -309,8 +310,11 @@ def _is_chrome(node: Any) -> bool:
         return True
     if (node.get("role") or "").strip().lower() in _CHROME_ROLES:
         return True
+    # A heading's permalink, an in-page link with no letter or digit ("Path #", "Install ¶", an icon
+    # font's glyph: Read the Docs' theme writes U+F0C1), or a footnote's unclassed back-link ("↩2").
     href = node.get("href") if node.name == "a" else None
-    return bool(href and href.startswith("#")) and node.get_text().strip(" \u200b\u00a0\n") in _PERMALINK_TEXT
+    text = node.get_text().strip()
+    return bool(href and href.startswith("#")) and (not any(ch.isalnum() for ch in text) or text.startswith("\u21a9"))
 
 
 # Read from the raw text, not the parsed tree: a tag in any case, in a comment or mangled

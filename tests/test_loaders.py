@@ -89,6 +89,19 @@ def test_html_drops_landmark_chrome_and_permalinks():
     assert "Provides the platform-specific path segment separator: see the module." in doc.text
 
 
+def test_html_drops_icon_permalinks_and_footnote_backlinks():
+    # Read the Docs' theme: an icon font's glyph (U+F0C1) as permalink; footnotes' links back to the
+    # citation, unclassed (mdBook), classed (GitHub's Markdown) or with DPUB-ARIA's role (Pandoc).
+    html = ('<html><body><h1>Install<a class="headerlink" href="#install">\uf0c1</a></h1>'
+            '<p>Run the installer<sup><a href="#fn-1" id="fr-1">1</a></sup>.</p><ol>'
+            '<li id="fn-1"><p>As root. <a href="#fr-1">\u21a9</a> <a href="#fr-1-2">\u21a92</a></p></li>'
+            '<li><p>Or sudo. <a href="#r2" class="data-footnote-backref">\u21a9<sup>2</sup></a>'
+            ' <a href="#r3" role="doc-backlink">back</a> See <a href="#install">Install</a>.</p></li></ol></body></html>')
+    [doc] = parse_file(html.encode(), "install.html", {}, PUBLIC)
+    assert doc.title == "Install"
+    assert doc.text == "Install\nRun the installer1.\nAs root.\nOr sudo. See Install."
+
+
 def test_html_table_row_is_one_line_whatever_its_cells_hold():
     # Sphinx wraps every cell's text in a <p>; Node.js's version tables some; cells break lines with <br>.
     html = (b'<html><body><h1>Profiles</h1><table class="docutils"><thead><tr><th><p>Option</p></th><th><p>Default</p></th></tr></thead>'
