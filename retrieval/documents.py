@@ -274,9 +274,11 @@ _DROP_TAGS = ["script", "style", "noscript", "nav", "aside", "form", "iframe", "
 # the class GitHub's Markdown, mdBook, Python-Markdown and Pandoc give it.
 _CHROME_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search", "doc-backlink"}
 _BOILERPLATE = re.compile(
-    r"cookie|consent|banner|breadcrumb|sidebar|navbar|menu|advert|share|skip-link|skip-to|backref|footnote-back", re.I)
+    r"cookie|consent|banner|breadcrumb|sidebar|navbar|menu|advert|share|skip-link|skip-to|backref|footnote-back"
+    r"|lineno", re.I)  # the line-number gutter of a code block (Pygments: "linenos", "linenodiv")
 _BLOCKS = {"p", "div", "section", "article", "main", "ul", "ol", "li", "table", "tr", "pre", "blockquote",
-           "dl", "dt", "dd", "figure", "figcaption", "caption", "hr", "thead", "tbody", "tfoot", "address"}
+           "dl", "dt", "dd", "figure", "figcaption", "caption", "hr", "thead", "tbody", "tfoot", "address",
+           "label"}  # outside forms (dropped), a label names a tab of content tabs (MkDocs Material, Docusaurus)
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
 
@@ -362,7 +364,8 @@ def _code_blocks(pre: Any) -> list[Any]:
 class _HtmlText:
     """Renders an element tree to text: one line per block, a table row's cells joined by ' | ' on
     one line (the blocks inside a cell too: Sphinx wraps every cell's text in a <p>, Node.js's
-    version tables some, and a row split over lines parts a value from what it belongs to)."""
+    version tables some, and a row split over lines parts a value from what it belongs to). A
+    <pre> keeps its lines, also in a cell (a code block laid out as a table beside its line numbers)."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -386,7 +389,7 @@ class _HtmlText:
                     self.in_cell += 1
                     self.walk(child)
                     self.in_cell -= 1
-                elif self.in_cell and (name in _BLOCKS or name in _HEADINGS or name == "br"):
+                elif self.in_cell and name != "pre" and (name in _BLOCKS or name in _HEADINGS or name == "br"):
                     self.current.append(" ")  # a break within the cell's line
                     self.walk(child)
                     self.current.append(" ")

@@ -38,7 +38,8 @@ from retrieval.sparse import SparseVector, average_terms, document_vector
 # 2: every chunk has a BM25 vector beside the dense one (retrieval/sparse.py).
 # 3: the HTML loader drops ARIA landmark chrome and heading permalinks, and reads role="main" (retrieval/documents.py).
 # 4: the HTML loader keeps a table row on one line when its cells hold paragraphs, lists or <br>,
-#    and drops icon-font permalinks and footnotes' back-links.
+#    drops icon-font permalinks, footnotes' back-links and code blocks' line-number gutters, and
+#    gives content tabs' labels their own lines.
 INDEX_FORMAT = 4
 
 

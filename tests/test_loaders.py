@@ -112,6 +112,19 @@ def test_html_table_row_is_one_line_whatever_its_cells_hold():
     assert doc.text == "Profiles\nOption | Default\nopt-level | 0 (3 for release)\ncargo run, cargo build | dev test\nAfter the table."
 
 
+def test_html_code_beside_its_line_numbers_and_content_tabs():
+    # MkDocs Material: a numbered code block is a table (Pygments' gutter, then the code); content
+    # tabs are labels before their panels.
+    html = (b'<html><body><h1>Start</h1><div class="tabbed-set"><div class="tabbed-labels"><label for="t1">Linux</label>'
+            b'<label for="t2">Windows</label></div><div class="tabbed-content"><div class="tabbed-block"><p>Run start.sh.</p></div>'
+            b'<div class="tabbed-block"><p>Run start.bat.</p></div></div></div>'
+            b'<div class="highlight"><table class="highlighttable"><tr><td class="linenos"><div class="linenodiv"><pre>'
+            b'<span class="normal">1</span>\n<span class="normal">2</span></pre></div></td><td class="code"><div><pre><code>'
+            b'import worker\nworker.start()\n</code></pre></div></td></tr></table></div></body></html>')
+    [doc] = parse_file(html, "start.html", {}, PUBLIC)
+    assert doc.text == "Start\nLinux\nWindows\nRun start.sh.\nRun start.bat.\nimport worker\nworker.start()"
+
+
 def test_html_reads_the_element_whose_role_is_main():
     # Sphinx's classic themes: the page body is <div role="main">, its footer a plain <div>.
     html = (b'<html><body><div class="document"><div class="body" role="main"><h1>IDLE</h1><p>Editor windows.</p></div></div>'
