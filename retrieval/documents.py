@@ -273,9 +273,15 @@ _DROP_TAGS = ["script", "style", "noscript", "nav", "aside", "form", "iframe", "
 # A footnote's link back to where it is cited ("↩", "↩2") is navigation too: DPUB-ARIA's role, or
 # the class GitHub's Markdown, mdBook, Python-Markdown and Pandoc give it.
 _CHROME_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search", "doc-backlink"}
-_BOILERPLATE = re.compile(
+_CHROME_CLASS = re.compile(
     r"cookie|consent|banner|breadcrumb|sidebar|navbar|menu|advert|share|skip-link|skip-to|backref|footnote-back"
-    r"|lineno", re.I)  # the line-number gutter of a code block (Pygments: "linenos", "linenodiv")
+    r"|lineno"  # the line-number gutter of a code block (Pygments: "linenos", "linenodiv")
+    r"|table-of-contents|tableofcontents|edit-this-page", re.I)  # Docusaurus' page contents and edit link
+# An id is most often a heading's anchor, made of its words ("shared-cache", "cookies"): it marks
+# chrome only as a whole word ("sidebar", "main-menu", "cookie-banner"), and never on a heading or
+# a section (Sphinx's <section id="menu"> is the section "Menu").
+_CHROME_ID_WORDS = {"cookie", "consent", "banner", "breadcrumb", "breadcrumbs", "sidebar", "navbar", "menu", "advert", "share", "toc"}
+_ID_WORD = re.compile(r"[^-_.\s]+")
 _BLOCKS = {"p", "div", "section", "article", "main", "ul", "ol", "li", "table", "tr", "pre", "blockquote",
            "dl", "dt", "dd", "figure", "figcaption", "caption", "hr", "thead", "tbody", "tfoot", "address",
            "label"}  # outside forms (dropped), a label names a tab of content tabs (MkDocs Material, Docusaurus)
@@ -303,13 +309,16 @@ def _parse_html(content: str) -> tuple[str, list[Section], str, list[MetaField]]
 
 
 def _is_chrome(node: Any) -> bool:
-    """Page chrome: <header>/<footer> outside the article, classed widgets, ARIA landmarks of chrome,
-    and headings' permalinks."""
+    """Page chrome: <header>/<footer> outside the article, widgets by class or id, ARIA landmarks of
+    chrome, and headings' permalinks."""
     if node.name in ("header", "footer") and not node.find_parent(["article", "main"]):
         return True
-    names = " ".join(node.get("class") or []) + " " + (node.get("id") or "")
-    if node.name not in ("body", "html", "main", "article") and _BOILERPLATE.search(names):
+    classes = node.get("class") or []
+    if node.name not in ("body", "html", "main", "article") and _CHROME_CLASS.search(" ".join(classes)):
         return True
+    if node.name not in ("body", "html", "main", "article", "section", *_HEADINGS) and "section" not in classes:
+        if any(word in _CHROME_ID_WORDS for word in _ID_WORD.findall((node.get("id") or "").lower())):
+            return True
     if (node.get("role") or "").strip().lower() in _CHROME_ROLES:
         return True
     # A heading's permalink, an in-page link with no letter or digit ("Path #", "Install ¶", an icon
