@@ -273,8 +273,10 @@ _DROP_TAGS = ["script", "style", "noscript", "nav", "aside", "form", "iframe", "
 # A footnote's link back to where it is cited ("↩", "↩2") is navigation too: DPUB-ARIA's role, or
 # the class GitHub's Markdown, mdBook, Python-Markdown and Pandoc give it.
 _CHROME_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search", "doc-backlink"}
+# Widgets' classes, as parts of a class name ("sphinxsidebar", "md-sidebar__inner"); Sphinx's
+# :menuselection: ("File ‣ Save") is text.
 _CHROME_CLASS = re.compile(
-    r"cookie|consent|banner|breadcrumb|sidebar|navbar|menu|advert|share|skip-link|skip-to|backref|footnote-back"
+    r"cookie|consent|banner|breadcrumb|sidebar|navbar|menu(?!selection)|advert|share|skip-link|skip-to|backref|footnote-back"
     r"|lineno"  # the line-number gutter of a code block (Pygments: "linenos", "linenodiv")
     r"|table-of-contents|tableofcontents|edit-this-page", re.I)  # Docusaurus' page contents and edit link
 # An id is most often a heading's anchor, made of its words ("shared-cache", "cookies"): it marks

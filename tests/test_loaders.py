@@ -127,15 +127,16 @@ def test_html_code_beside_its_line_numbers_and_content_tabs():
 
 def test_html_ids_name_chrome_only_as_whole_words_and_never_a_section():
     # Ids are mostly headings' anchors: Sphinx's <section id="menu"> is the section "Menu", and
-    # "shared-cache" is no share button. Docusaurus: the page's contents and "Edit this page" by class.
+    # "shared-cache" is no share button; Sphinx's menu paths are text. Docusaurus: the page's contents
+    # and "Edit this page" by class.
     html = (b'<html><body><main><article><header><h1>Sessions</h1></header>'
-            b'<section id="menu"><h2>Menu</h2><p>Pick Save.</p></section><div class="section" id="cookies"><h2>Cookies</h2></div>'
+            b'<section id="menu"><h2>Menu</h2><p>Pick <span class="menuselection">File \xe2\x80\xa3 Save</span>.</p></section><div class="section" id="cookies"><h2>Cookies</h2></div>'
             b'<h2 id="shared-cache">Shared cache</h2><p>One cache.</p>'
             b'<footer><a class="theme-edit-this-page" href="https://example.com/edit">Edit this page</a></footer></article>'
             b'<div class="tableOfContents_x"><ul class="table-of-contents"><li><a href="#menu">Menu</a></li></ul></div>'
             b'<div id="sidebar-links"><a href="/a">All pages</a></div><div id="main-menu">Home</div></main></body></html>')
     [doc] = parse_file(html, "sessions.html", {}, PUBLIC)
-    assert doc.text == "Sessions\nMenu\nPick Save.\nCookies\nShared cache\nOne cache."
+    assert doc.text == "Sessions\nMenu\nPick File \u2023 Save.\nCookies\nShared cache\nOne cache."
 
 
 def test_html_reads_the_element_whose_role_is_main():
