@@ -372,11 +372,19 @@ def _code_blocks(pre: Any) -> list[Any]:
     return codes if len(codes) > 1 and len(codes) == len(children) else [pre]
 
 
+def _data_row(row: Any) -> bool:
+    """Whether a table row holds data, not a page's layout: more than one cell (old sites box their
+    text in one-cell tables), and no cell that holds a heading or a table (a page's columns)."""
+    cells = row.find_all(["td", "th"], recursive=False) if row is not None else []
+    return len(cells) > 1 and not any(cell.find(["table", *_HEADINGS]) for cell in cells)
+
+
 class _HtmlText:
     """Renders an element tree to text: one line per block, a table row's cells joined by ' | ' on
     one line (the blocks inside a cell too: Sphinx wraps every cell's text in a <p>, Node.js's
-    version tables some, and a row split over lines parts a value from what it belongs to). A
-    <pre> keeps its lines, also in a cell (a code block laid out as a table beside its line numbers)."""
+    version tables some, and a row split over lines parts a value from what it belongs to). A row
+    that lays out a page (`_data_row`) keeps its blocks on lines of their own. A <pre> keeps its
+    lines, also in a cell (a code block laid out as a table beside its line numbers)."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -395,11 +403,12 @@ class _HtmlText:
             elif isinstance(child, Tag):
                 name = child.name
                 if name in ("td", "th"):
-                    if self.current and "".join(self.current).strip():
+                    data = _data_row(child.parent)
+                    if data and self.current and "".join(self.current).strip():
                         self.current.append(" | ")
-                    self.in_cell += 1
+                    self.in_cell += data
                     self.walk(child)
-                    self.in_cell -= 1
+                    self.in_cell -= data
                 elif self.in_cell and name != "pre" and (name in _BLOCKS or name in _HEADINGS or name == "br"):
                     self.current.append(" ")  # a break within the cell's line
                     self.walk(child)

@@ -89,6 +89,15 @@ def test_html_drops_landmark_chrome_and_permalinks():
     assert "Provides the platform-specific path segment separator: see the module." in doc.text
 
 
+def test_html_page_laid_out_in_tables_keeps_its_lines():
+    # Old sites (libxslt's) box their text in one-cell tables and set the menu beside the content.
+    html = (b'<html><body><table><tr><td><ul><li>Home</li><li>FAQ</li></ul></td>'
+            b'<td><h1>Bugs</h1><table><tr><td><p>Report bugs on the list.</p><p>Attach the stylesheet.</p></td></tr></table>'
+            b'</td></tr></table></body></html>')
+    [doc] = parse_file(html, "bugs.html", {}, PUBLIC)
+    assert doc.text == "- Home\n- FAQ\nBugs\nReport bugs on the list.\nAttach the stylesheet."
+
+
 def test_html_drops_icon_permalinks_and_footnote_backlinks():
     # Read the Docs' theme: an icon font's glyph (U+F0C1) as permalink; footnotes' links back to the
     # citation, unclassed (mdBook), classed (GitHub's Markdown) or with DPUB-ARIA's role (Pandoc).
