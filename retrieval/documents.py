@@ -415,7 +415,9 @@ class _HtmlText:
                     self.current.append(" ")
                 elif name in _HEADINGS:
                     self.flush()
-                    heading = " ".join(child.get_text(" ").split())
+                    for br in child.find_all("br"):
+                        br.replace_with(" ")  # a line break parts words; other tags do not ("-h/--help: help")
+                    heading = " ".join(child.get_text().split())
                     if heading:
                         level = int(name[1])
                         self.path = [(lvl, h) for lvl, h in self.path if lvl < level] + [(level, heading)]

@@ -40,7 +40,7 @@ from retrieval.sparse import SparseVector, average_terms, document_vector
 # 4: the HTML loader keeps a table row on one line when its cells hold paragraphs, lists or <br>,
 #    drops icon-font permalinks, footnotes' back-links and code blocks' line-number gutters, and
 #    gives content tabs' labels their own lines; an id marks chrome only as a whole word, never on
-#    a heading or a section ("shared-cache" was dropped as a share button).
+#    a heading or a section ("shared-cache" was dropped as a share button); headings read as written.
 INDEX_FORMAT = 4
 
 

@@ -148,6 +148,13 @@ def test_html_ids_name_chrome_only_as_whole_words_and_never_a_section():
     assert doc.text == "Sessions\nMenu\nPick File \u2023 Save.\nCookies\nShared cache\nOne cache."
 
 
+def test_html_heading_text_as_written():
+    html = b'<html><body><h2><code>-h</code>/<code>--help</code>: help<br>and usage</h2><p>Prints help.</p></body></html>'
+    [doc] = parse_file(html, "cli.html", {}, PUBLIC)
+    assert doc.title == "-h/--help: help and usage"
+    assert doc.text == "-h/--help: help and usage\nPrints help."
+
+
 def test_html_reads_the_element_whose_role_is_main():
     # Sphinx's classic themes: the page body is <div role="main">, its footer a plain <div>.
     html = (b'<html><body><div class="document"><div class="body" role="main"><h1>IDLE</h1><p>Editor windows.</p></div></div>'
