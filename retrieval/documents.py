@@ -326,8 +326,10 @@ def _is_chrome(node: Any) -> bool:
     # A heading's permalink, an in-page link with no letter or digit ("Path #", "Install ¶", an icon
     # font's glyph: Read the Docs' theme writes U+F0C1), or a footnote's unclassed back-link ("↩2").
     href = node.get("href") if node.name == "a" else None
+    if not (href and href.startswith("#")):
+        return False
     text = node.get_text().strip()
-    return bool(href and href.startswith("#")) and (not any(ch.isalnum() for ch in text) or text.startswith("\u21a9"))
+    return not any(ch.isalnum() for ch in text) or text.startswith("\u21a9")
 
 
 # Read from the raw text, not the parsed tree: a tag in any case, in a comment or mangled
