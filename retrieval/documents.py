@@ -395,6 +395,7 @@ class _HtmlText:
         self.heading_starts: list[tuple[int, tuple[str, ...]]] = []
         self.path: list[tuple[int, str]] = []
         self.in_cell = 0  # how many table cells the walk is inside
+        self.marker = ""  # a list item's "- ", for its first line of text (also when a <p> in it holds that text)
 
     def walk(self, node: Any) -> None:
         from bs4 import NavigableString, Tag
@@ -435,21 +436,24 @@ class _HtmlText:
                 elif name in _BLOCKS:
                     self.flush()
                     if name == "li":
-                        self.current.append("- ")
+                        self.marker = "- "
                     self.walk(child)
                     self.flush()
+                    if name == "li":
+                        self.marker = ""  # an item with no text of its own (or only code) has no line to mark
                 else:
                     self.walk(child)
 
     def flush(self) -> None:
         line = " ".join("".join(self.current).split())
-        if line and line != "-":
-            self._emit(line)
+        if line:
+            self._emit(self.marker + line)
         self.current = []
 
     def _emit(self, line: str) -> None:
         self.lines.append(line)
         self.length += len(line) + 1
+        self.marker = ""
 
     def finish(self) -> tuple[str, list[tuple[int, tuple[str, ...]]]]:
         self.flush()

@@ -113,7 +113,7 @@ GENERATOR_PAGES = [
         '<li id="fn-1"><p>As root. <a href="#fr-1">\u21a9</a> <a href="#fr-1-2">\u21a92</a></p></li>'
         '<li><p>Or sudo. <a href="#r2" class="data-footnote-backref">\u21a9<sup>2</sup></a>'
         ' <a href="#r3" role="doc-backlink">back</a> See <a href="#install">Install</a>.</p></li></ol></body></html>'.encode(),
-        "Install\nRun the installer1.\nAs root.\nOr sudo. See Install.",
+        "Install\nRun the installer1.\n- As root.\n- Or sudo. See Install.",
         id="icon permalinks and footnotes' back-links are chrome",
     ),
     pytest.param(  # MkDocs Material: a numbered code block is a table (Pygments' gutter, then the code); content tabs' labels
@@ -141,6 +141,12 @@ GENERATOR_PAGES = [
         b'<html><body><h2><code>-h</code>/<code>--help</code>: help<br>and usage</h2><p>Prints help.</p></body></html>',
         "-h/--help: help and usage\nPrints help.",
         id="a heading's text as written",
+    ),
+    pytest.param(  # Markdown's loose lists and Sphinx put an item's text in a <p>: it is an item all the same
+        b'<html><body><ul><li><p>Build it:</p><pre>cargo build</pre><p>then run it.</p></li><li><pre>cargo test</pre></li>'
+        b'<li><ul><li><p>Nested.</p></li></ul></li><li>Tight <em>item</em>.</li></ul><p>After the list.</p></body></html>',
+        "- Build it:\ncargo build\nthen run it.\ncargo test\n- Nested.\n- Tight item.\nAfter the list.",
+        id="a list item's text in a paragraph keeps its marker",
     ),
 ]
 
