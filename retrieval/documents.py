@@ -396,6 +396,7 @@ class _HtmlText:
         self.path: list[tuple[int, str]] = []
         self.in_cell = 0  # how many table cells the walk is inside
         self.marker = ""  # a list item's "- ", for its first line of text (also when a <p> in it holds that text)
+        self.data_rows: dict[int, bool] = {}  # `_data_row` of each <tr> met, decided once per row
 
     def walk(self, node: Any) -> None:
         from bs4 import NavigableString, Tag
@@ -406,7 +407,10 @@ class _HtmlText:
             elif isinstance(child, Tag):
                 name = child.name
                 if name in ("td", "th"):
-                    data = _data_row(child.parent)
+                    row = child.parent
+                    data = self.data_rows.get(id(row))
+                    if data is None:
+                        data = self.data_rows[id(row)] = _data_row(row)
                     if data and self.current and "".join(self.current).strip():
                         self.current.append(" | ")
                     self.in_cell += data
