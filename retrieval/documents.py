@@ -381,6 +381,17 @@ def _data_row(row: Any) -> bool:
     return len(cells) > 1 and not any(cell.find(["table", *_HEADINGS]) for cell in cells)
 
 
+# javadoc (JDK 16 and later) writes its summaries as a <div> of <div> cells that CSS lays out in
+# rows, and names the column count in a class.
+_GRID_COLUMNS = {"two-column-summary": 2, "three-column-summary": 3, "four-column-summary": 4}
+
+
+def _grid_columns(node: Any) -> int:
+    """Cells per row of a grid of <div> cells laid out as a table (javadoc's summaries), else 0."""
+    classes = node.get("class") or []
+    return next((_GRID_COLUMNS[c] for c in classes if c in _GRID_COLUMNS), 0) if "summary-table" in classes else 0
+
+
 class _HtmlText:
     """Renders an element tree to text: one line per block, a table row's cells joined by ' | ' on
     one line (the blocks inside a cell too: Sphinx wraps every cell's text in a <p>, Node.js's
@@ -416,6 +427,8 @@ class _HtmlText:
                     self.in_cell += data
                     self.walk(child)
                     self.in_cell -= data
+                elif name == "div" and (columns := _grid_columns(child)):
+                    self.grid(child, columns)
                 elif self.in_cell and name != "pre" and (name in _BLOCKS or name in _HEADINGS or name == "br"):
                     self.current.append(" ")  # a break within the cell's line
                     self.walk(child)
@@ -447,6 +460,19 @@ class _HtmlText:
                         self.marker = ""  # an item with no text of its own (or only code) has no line to mark
                 else:
                     self.walk(child)
+
+    def grid(self, grid: Any, columns: int) -> None:
+        """A grid's cells, `columns` to a row, each row one line as a table's data row."""
+        self.flush()
+        cells = [cell for cell in grid.children if getattr(cell, "name", None)]
+        for start in range(0, len(cells), columns):
+            for cell in cells[start : start + columns]:
+                if "".join(self.current).strip():
+                    self.current.append(" | ")
+                self.in_cell += 1
+                self.walk(cell)
+                self.in_cell -= 1
+            self.flush()
 
     def flush(self) -> None:
         line = " ".join("".join(self.current).split())

@@ -41,7 +41,8 @@ from retrieval.sparse import SparseVector, average_terms, document_vector
 #    drops icon-font permalinks, footnotes' back-links and code blocks' line-number gutters, and
 #    gives content tabs' labels their own lines; an id marks chrome only as a whole word, never on
 #    a heading or a section ("shared-cache" was dropped as a share button); headings read as written.
-# 5: a list item whose text is in a <p> (Markdown's loose lists, Sphinx) keeps its "- ", as one without does.
+# 5: a list item whose text is in a <p> (Markdown's loose lists, Sphinx) keeps its "- ", as one without does;
+#    javadoc's summary grids (<div> cells laid out by CSS) read as tables, a row per line.
 INDEX_FORMAT = 5
 
 

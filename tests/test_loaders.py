@@ -148,6 +148,18 @@ GENERATOR_PAGES = [
         "- Build it:\ncargo build\nthen run it.\ncargo test\n- Nested.\n- Tight item.\nAfter the list.",
         id="a list item's text in a paragraph keeps its marker",
     ),
+    pytest.param(  # javadoc (JDK 16 and later): a summary is a grid of <div> cells, its column count in a class
+        b'<html><body><h2>Method Summary</h2><div class="summary-table three-column-summary">'
+        b'<div class="table-header col-first">Modifier and Type</div><div class="table-header col-second">Method</div>'
+        b'<div class="table-header col-last">Description</div><div class="col-first even-row-color"><code>void</code></div>'
+        b'<div class="col-second even-row-color"><code><a href="#shutdown(int)">shutdown</a>(int&nbsp;seconds)</code></div>'
+        b'<div class="col-last even-row-color"><div class="block">Stops every worker.</div></div>'
+        b'<div class="col-first odd-row-color"><code>boolean</code></div><div class="col-second odd-row-color">submit()</div>'
+        b'<div class="col-last odd-row-color"><div class="block">Submits a task.</div></div></div></body></html>',
+        "Method Summary\nModifier and Type | Method | Description\nvoid | shutdown(int seconds) | Stops every worker.\n"
+        "boolean | submit() | Submits a task.",
+        id="a javadoc summary grid reads as a table",
+    ),
 ]
 
 
