@@ -18,6 +18,7 @@ metadata fields the loaders here find.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import html
 import io
@@ -112,16 +113,16 @@ def parse_file(
     documents and is read with `parse_jsonl` instead.
     """
     suffix = Path(source).suffix.lower()
+    decoding = None  # a warning on how an HTML page's bytes were read
     if suffix == ".pdf":
         text, sections, title, fields = _parse_pdf(raw)
+    elif suffix in (".html", ".htm"):
+        content, decoding = decode_html(raw)
+        text, sections, title, fields = _parse_html(content)
+    elif suffix in (".md", ".markdown"):
+        text, sections, title, fields = _parse_markdown(decode_text(raw))
     else:
-        content = decode_text(raw)
-        if suffix in (".html", ".htm"):
-            text, sections, title, fields = _parse_html(content)
-        elif suffix in (".md", ".markdown"):
-            text, sections, title, fields = _parse_markdown(content)
-        else:
-            text, sections, title, fields = _parse_plain(content)
+        text, sections, title, fields = _parse_plain(decode_text(raw))
     if not text.strip():
         raise LoadError("empty document: no text found" + (" (a scanned PDF? run OCR on it first)" if suffix == ".pdf" else ""))
     if isinstance(sidecar, Mapping):
@@ -130,6 +131,7 @@ def parse_file(
     access, warnings = resolve_access([f for f in fields if f.is_label], default_access, unknown_metadata)
     meta = {f.key: f.value for f in fields if not f.is_label}
     title = str(meta.pop("title", None) or title or Path(source).stem)
+    warnings = [decoding, *warnings] if decoding else warnings
     return [Document(source, source, title, text, tuple(sections), access, metadata=_plain(meta), warnings=tuple(warnings))]
 
 
@@ -193,6 +195,63 @@ def decode_text(raw: bytes) -> str:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise LoadError(f"invalid UTF-8 at byte {e.start} (line {line}): re-save the file as UTF-8") from None
+
+
+# Where an HTML page names its character encoding: an XML declaration, <meta charset>, or
+# <meta http-equiv="Content-Type" content="text/html; charset=...">, in the head (browsers look at
+# its first bytes; 8 KiB leaves room for a long head before it).
+_XML_ENCODING = re.compile(rb"""^<\?xml[^>]*?\bencoding\s*=\s*["']([-\w.:]+)""")
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_META_CHARSET = re.compile(rb"""<meta\b[^>]*?\bcharset\s*=\s*["']?\s*([-\w.:]+)""", re.I)
+# As browsers do (WHATWG Encoding): a page labelled Latin-1 or ASCII is read as windows-1252.
+_AS_BROWSERS_READ = {"iso8859-1", "ascii", "cp1252"}
+
+
+def decode_html(raw: bytes) -> tuple[str, str | None]:
+    """An HTML page's bytes as str, and a warning when how they were read is a guess.
+
+    UTF-8 when the bytes are UTF-8 (a page that declares Latin-1 but is UTF-8 is a common slip,
+    and Latin-1 text with accents is almost never valid UTF-8); else the encoding the page declares
+    (older documentation is often ISO-8859-1, read as windows-1252 as browsers do); a page that
+    declares none is read as windows-1252 too, with the warning. LoadError for an unknown encoding,
+    or bytes invalid in the declared one.
+    """
+    head = raw[:8192]
+    if b"\x00" in head:
+        return decode_text(raw), None  # binary: its LoadError
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as e:
+        bad = _position(raw, e)
+    found = _XML_ENCODING.match(head.lstrip()) or _META_CHARSET.search(head)
+    if not found:
+        return _as_windows_1252(raw), (f"not UTF-8 at {bad} and no encoding declared: read as windows-1252, as browsers do; "
+                                       "declare the page's charset or re-save it as UTF-8")
+    label = found.group(1).decode("ascii")
+    try:
+        name = codecs.lookup(label).name
+    except LookupError:
+        raise LoadError(f"the page declares the unknown character encoding {label!r}: correct it or re-save the page as UTF-8") from None
+    if name in _AS_BROWSERS_READ:
+        return _as_windows_1252(raw), None
+    if not name.startswith("utf"):  # UTF-16 or -32 cannot be declared in ASCII inside the page itself (WHATWG: UTF-8)
+        try:
+            return raw.decode(name), None
+        except UnicodeDecodeError as e:
+            bad = _position(raw, e)
+    raise LoadError(f"invalid {label} at {bad}, the encoding the page declares: correct the declaration or re-save the page as UTF-8")
+
+
+def _position(raw: bytes, error: UnicodeDecodeError) -> str:
+    line = raw[: error.start].count(b"\n") + 1
+    return f"byte {error.start} (line {line})"
+
+
+def _as_windows_1252(raw: bytes) -> str:
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError:  # the five bytes windows-1252 leaves undefined: ISO-8859-1 maps every byte
+        return raw.decode("latin-1")
 
 
 def _plain(meta: dict[str, Any]) -> dict[str, Any]:
@@ -293,7 +352,9 @@ _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 def _parse_html(content: str) -> tuple[str, list[Section], str, list[MetaField]]:
     from bs4 import BeautifulSoup, Comment
 
-    soup = BeautifulSoup(content, "lxml")
+    # An XHTML page's XML declaration means nothing to an HTML parser (its encoding is applied
+    # already), and BeautifulSoup warns on every such page that it may be XML.
+    soup = BeautifulSoup(_XML_DECLARATION.sub("", content, count=1), "lxml")
     page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for node in soup(_DROP_TAGS):
         node.decompose()

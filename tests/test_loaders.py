@@ -234,3 +234,46 @@ def test_pdf_without_text_is_reported():
 
 def test_utf8_bom_is_accepted():
     assert decode_text("\ufeffhello".encode("utf-8")) == "hello"
+
+
+@pytest.mark.parametrize(
+    "head, body",
+    [
+        pytest.param(b'<meta http-equiv="Content-Type" content="text/html; charset=ISO-8859-1">', "caf\u00e9 \u201cquoted\u201d".encode("cp1252"),
+                     id="Latin-1 read as browsers do (windows-1252)"),
+        pytest.param(b'<meta charset="shift_jis">', "\u8a2d\u5b9a".encode("shift_jis"), id="meta charset"),
+        pytest.param(b'', "caf\u00e9 \u201cquoted\u201d".encode("cp1252"), id="an XML declaration (XHTML)"),
+    ],
+)
+def test_html_in_the_encoding_it_declares(head, body):
+    # Older documentation (libxslt's, under /usr/share/doc) is ISO-8859-1 and says so; it was refused as invalid UTF-8.
+    declaration = b'<?xml version="1.0" encoding="iso-8859-1"?>\n' if not head else b""
+    page = declaration + b"<html><head>" + head + b"<title>T</title></head><body><p>" + body + b"</p></body></html>"
+    [doc] = parse_file(page, "page.html", {}, PUBLIC)
+    assert doc.text == body.decode("shift_jis" if b"shift_jis" in head else "cp1252")
+
+
+def test_html_encoding_errors_are_named():
+    with pytest.raises(LoadError, match="unknown character encoding 'klingon'"):
+        parse_file(b'<html><head>\n<meta charset="klingon"></head><body><p>caf\xe9</p></body></html>', "k.html", {}, PUBLIC)
+    with pytest.raises(LoadError, match=r"invalid utf-8 at byte 53 \(line 1\), the encoding the page declares"):  # declared UTF-8 and is not
+        parse_file(b'<html><head><meta charset="utf-8"></head><body><p>caf\xe9</p></body></html>', "u.html", {}, PUBLIC)
+    with pytest.raises(LoadError, match="invalid shift_jis at byte 54"):
+        parse_file(b'<html><head><meta charset="shift_jis"></head><body><p>\x81\xff</p></body></html>', "s.html", {}, PUBLIC)
+
+
+def test_html_declared_latin1_that_is_utf8_reads_as_utf8():
+    # A common slip: the template says ISO-8859-1, the editor saved UTF-8. Read as declared, "café" would be "cafÃ©".
+    page = '<html><head><meta charset="iso-8859-1"></head><body><p>caf\u00e9</p></body></html>'.encode()
+    [doc] = parse_file(page, "p.html", {}, PUBLIC)
+    assert doc.text == "caf\u00e9" and doc.warnings == ()
+
+
+def test_html_declaring_no_encoding_that_is_not_utf8_is_read_as_browsers_do_and_said():
+    # libxslt's xslt.html: no charset anywhere, Latin-1 bytes. Browsers read such a page as windows-1252.
+    [doc] = parse_file(b"<html><body><p>caf\xe9,\n\x93quoted\x94</p></body></html>", "x.html", {}, PUBLIC)
+    assert doc.text == "caf\u00e9, \u201cquoted\u201d"
+    assert doc.warnings == ("not UTF-8 at byte 18 (line 1) and no encoding declared: read as windows-1252, as browsers do; "
+                            "declare the page's charset or re-save it as UTF-8",)
+    [doc] = parse_file("<html><body><p>caf\u00e9</p></body></html>".encode(), "u.html", {}, PUBLIC)
+    assert doc.text == "caf\u00e9" and doc.warnings == ()

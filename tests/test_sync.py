@@ -121,6 +121,18 @@ def test_bad_file_is_skipped_and_its_last_good_version_kept(store, embedder, cor
     assert points(store)[rel] == before[rel]
 
 
+def test_html_page_not_in_utf8_is_read_and_the_reason_reported(store, embedder, corpus, settings):
+    sync(store, embedder, corpus, settings)
+    page = corpus / "web/warranty.html"
+    edited = page.read_text().replace("serial number.", "serial number and the caf\u00e9\u2019s receipt.")
+    page.write_bytes(edited.encode("cp1252"))  # as an old editor saves it, with no charset declared
+    report = sync(store, embedder, corpus, settings)
+    assert report.skipped == [] and report.updated == 1
+    assert [w.source for w in report.warnings] == ["web/warranty.html"] and "read as windows-1252" in report.warnings[0].message
+    hit = search(store, embedder, "send warranty claims with the serial number", k=1)[0]
+    assert hit.doc_id == "web/warranty.html" and "caf\u00e9\u2019s receipt" in hit.text
+
+
 def test_bad_jsonl_line_keeps_its_old_record(store, embedder, corpus, settings):
     sync(store, embedder, corpus, settings)
     path = corpus / "kb/articles.jsonl"
