@@ -436,10 +436,12 @@ def _code_blocks(pre: Any) -> list[Any]:
 
 
 def _data_row(row: Any) -> bool:
-    """Whether a table row holds data, not a page's layout: more than one cell (old sites box their
-    text in one-cell tables), and no cell that holds a heading or a table (a page's columns)."""
+    """Whether a table row holds data, not a page's layout: text in more than one cell (old sites box
+    their text in one-cell tables, or indent it with empty cells beside: pydoc), and no cell that
+    holds a heading or a table (a page's columns)."""
     cells = row.find_all(["td", "th"], recursive=False) if row is not None else []
-    return len(cells) > 1 and not any(cell.find(["table", *_HEADINGS]) for cell in cells)
+    with_text = [cell for cell in cells if cell.get_text().strip()]
+    return len(with_text) > 1 and not any(cell.find(["table", *_HEADINGS]) for cell in cells)
 
 
 # javadoc (JDK 16 and later) writes its summaries as a <div> of <div> cells that CSS lays out in

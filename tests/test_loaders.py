@@ -160,6 +160,13 @@ GENERATOR_PAGES = [
         "boolean | submit() | Submits a task.",
         id="a javadoc summary grid reads as a table",
     ),
+    pytest.param(  # pydoc indents a class's text with an empty cell beside it: a row of one cell with text is layout
+        b'<html><body><table><tr><td colspan=2>class <strong>Pool</strong></td></tr><tr><td><span class="code">&nbsp;&nbsp;</span></td>'
+        b'<td><span class="code">Pool(size)<br>&nbsp;<br>A pool of workers.<br>size: how many</span></td></tr>'
+        b'<tr><td>&nbsp;</td><td><dl><dt>Methods defined here:</dt><dd>submit(task)</dd></dl></td></tr></table></body></html>',
+        "class Pool\nPool(size)\nA pool of workers.\nsize: how many\nMethods defined here:\nsubmit(task)",
+        id="text beside empty cells keeps its lines",
+    ),
 ]
 
 
