@@ -1,5 +1,7 @@
 """Each loader on real files, and each kind of bad file."""
 
+import warnings
+
 import pytest
 from conftest import HEATER_P1, KB_JSONL, PUMP_MD, WARRANTY_HTML, make_pdf
 
@@ -303,3 +305,15 @@ def test_html_declaring_no_encoding_that_is_not_utf8_is_read_as_browsers_do_and_
                             "declare the page's charset or re-save it as UTF-8",)
     [doc] = parse_file("<html><body><p>caf\u00e9</p></body></html>".encode(), "u.html", {}, PUBLIC)
     assert doc.text == "caf\u00e9" and doc.warnings == ()
+
+
+def test_xhtml_page_parses_without_a_warning():
+    # BeautifulSoup took an XML declaration with no "</html" in the first 500 characters for XML, and
+    # warned on every such page a sync read (libxslt's news.html).
+    page = (b'<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" '
+            b'"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">\n<html xmlns="http://www.w3.org/1999/xhtml"><head>'
+            b'<title>T</title><style>' + b"p { margin: 0 }\n" * 40 + b"</style></head><body><p>Text.</p></body></html>")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [doc] = parse_file(page, "news.html", {}, PUBLIC)
+    assert doc.text == "Text."
