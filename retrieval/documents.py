@@ -499,6 +499,10 @@ class _HtmlText:
                     self.in_cell -= data
                 elif name == "div" and (columns := _grid_columns(child)):
                     self.grid(child, columns)
+                elif name == "table" and "memname" in (child.get("class") or []):
+                    self.flush()  # Doxygen lays a function's signature out as a table: it is one line of code
+                    self.current.append(child.get_text())
+                    self.flush()
                 elif self.in_cell and name != "pre" and (name in _BLOCKS or name in _HEADINGS or name == "br"):
                     self.current.append(" ")  # a break within the cell's line
                     self.walk(child)
