@@ -379,7 +379,8 @@ def _is_chrome(node: Any) -> bool:
     if node.name in ("header", "footer") and not node.find_parent(["article", "main"]):
         return True
     classes = node.get("class") or []
-    if node.name not in ("body", "html", "main", "article") and _CHROME_CLASS.search(" ".join(classes)):
+    # Never a heading by class: Docusaurus gives each one "anchorWithStickyNavbar_…".
+    if node.name not in ("body", "html", "main", "article", *_HEADINGS) and _CHROME_CLASS.search(" ".join(classes)):
         return True
     if node.name not in ("body", "html", "main", "article", "section", *_HEADINGS) and "section" not in classes:
         if any(word in _CHROME_ID_WORDS for word in _ID_WORD.findall((node.get("id") or "").lower())):
@@ -521,6 +522,8 @@ class _HtmlText:
                     self.flush()
                 elif name == "pre":
                     self.flush()
+                    for br in child.find_all("br"):
+                        br.replace_with("\n")  # Docusaurus ends each line of code with a <br>, not a newline
                     for block in _code_blocks(child):
                         for line in block.get_text().strip("\n").splitlines():
                             self._emit(line)

@@ -44,7 +44,8 @@ from retrieval.sparse import SparseVector, average_terms, document_vector
 # 5: a list item whose text is in a <p> (Markdown's loose lists, Sphinx) keeps its "- ", as one without does;
 #    javadoc's summary grids (<div> cells laid out by CSS) read as tables, a row per line; a table row
 #    with text in one cell only lays the page out (pydoc's indents) and keeps its lines; footers by
-#    class are chrome; Doxygen's page heading is one, its title area chrome, its signature tables one line.
+#    class are chrome; Doxygen's page heading is one, its title area chrome, its signature tables one line;
+#    a heading is never chrome by class (Docusaurus' "anchorWithStickyNavbar"); a <br> in a <pre> ends a line.
 INDEX_FORMAT = 5
 
 

@@ -185,6 +185,15 @@ GENERATOR_PAGES = [
         DOXYGEN_PAGE, "pool.h File Reference\nFunctions\nCreates a pool.\nvoid pool_shutdown ( pool_t * p, int seconds )",
         id="Doxygen's page heading, title area, footer and signatures",
     ),
+    pytest.param(  # Docusaurus: a heading's class names the sticky navbar; a line of code ends with a <br>
+        '<html><body><main><article><h1>Intro</h1><h2 class="anchor anchorWithStickyNavbar_LWe7" id="start">Start your site'
+        '<a href="#start" class="hash-link" aria-label="Direct link to Start your site">\u200b</a></h2><div class="codeBlockContainer">'
+        '<pre class="prism-code"><code class="codeBlockLines"><span class="token-line"><span class="token plain">cd my-website</span>'
+        '<br></span><span class="token-line"><span class="token plain">npm run start</span><br></span></code></pre></div>'
+        '</article></main></body></html>'.encode(),
+        "Intro\nStart your site\ncd my-website\nnpm run start",
+        id="Docusaurus' headings and code lines",
+    ),
 ]
 
 
