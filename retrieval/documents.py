@@ -193,8 +193,7 @@ def decode_text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise LoadError(f"invalid UTF-8 at byte {e.start} (line {line}): re-save the file as UTF-8") from None
+        raise LoadError(f"invalid UTF-8 at {_position(raw, e)}: re-save the file as UTF-8") from None
 
 
 # Where an HTML page names its character encoding: an XML declaration, <meta charset>, or
@@ -493,11 +492,7 @@ class _HtmlText:
                     data = self.data_rows.get(id(row))
                     if data is None:
                         data = self.data_rows[id(row)] = _data_row(row)
-                    if data and self.current and "".join(self.current).strip():
-                        self.current.append(" | ")
-                    self.in_cell += data
-                    self.walk(child)
-                    self.in_cell -= data
+                    self.cell(child, data)
                 elif name == "div" and (columns := _grid_columns(child)):
                     self.grid(child, columns)
                 elif name == "table" and "memname" in (child.get("class") or []):
@@ -538,17 +533,21 @@ class _HtmlText:
                 else:
                     self.walk(child)
 
+    def cell(self, cell: Any, data: bool) -> None:
+        """A table cell: in a data row, on the row's line after a ' | '; in a layout row, as any element."""
+        if data and "".join(self.current).strip():
+            self.current.append(" | ")
+        self.in_cell += data
+        self.walk(cell)
+        self.in_cell -= data
+
     def grid(self, grid: Any, columns: int) -> None:
         """A grid's cells, `columns` to a row, each row one line as a table's data row."""
         self.flush()
         cells = [cell for cell in grid.children if getattr(cell, "name", None)]
         for start in range(0, len(cells), columns):
             for cell in cells[start : start + columns]:
-                if "".join(self.current).strip():
-                    self.current.append(" | ")
-                self.in_cell += 1
-                self.walk(cell)
-                self.in_cell -= 1
+                self.cell(cell, True)
             self.flush()
 
     def flush(self) -> None:
