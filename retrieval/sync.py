@@ -29,7 +29,7 @@ from tqdm import tqdm
 from contracts.settings import ChecksConfig, ChunkingConfig, CorpusConfig, EmbeddingConfig
 from retrieval.chunking import Chunk, chunk_document, embedding_text
 from retrieval.corpus import CorpusError, CorpusFile, Skipped, scan_corpus
-from retrieval.documents import Document, LoadError, parse_file, parse_jsonl, read_sidecar, sha256
+from retrieval.documents import Document, LoadError, NotADocument, parse_file, parse_jsonl, read_sidecar, sha256
 from retrieval.embedding import Embedder
 from retrieval.index import Hit, IndexedDoc, IndexWriter, StoreError
 from retrieval.sparse import SparseVector, average_terms, document_vector
@@ -46,7 +46,11 @@ from retrieval.sparse import SparseVector, average_terms, document_vector
 #    with text in one cell only lays the page out (pydoc's indents) and keeps its lines; footers by
 #    class are chrome; Doxygen's page heading is one, its title area chrome, its signature tables one line;
 #    a heading is never chrome by class (Docusaurus' "anchorWithStickyNavbar"); a <br> in a <pre> ends a line.
-INDEX_FORMAT = 5
+# 6: rustdoc's API pages: a redirect page is no document; "Source" and "Read more" links and the
+#    "Expand description" toggle are chrome; a block inside a heading parts words ("for T where T: …"),
+#    one inside a <pre> is a line of its own ("#[non_exhaustive]" above "pub enum …"); a <section> reads its
+#    heading first (rustdoc's method versions, written before it); rustdoc's versions read as their tooltips.
+INDEX_FORMAT = 6
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,10 @@ def _plan(
             continue
         try:
             docs, bad_lines = load_file(file, settings)
+        except NotADocument as e:
+            # Nothing to index, and nothing wrong: what an earlier version of the file indexed goes.
+            docs, bad_lines = [], []
+            report.skipped.append(Skipped(file.source, str(e)))
         except LoadError as e:
             docs, bad_lines = [], [Skipped(file.source, str(e))]
             plan.bad_files += 1

@@ -5,7 +5,7 @@ import warnings
 import pytest
 from conftest import HEATER_P1, KB_JSONL, PUMP_MD, WARRANTY_HTML, make_pdf
 
-from retrieval.documents import LoadError, decode_text, parse_file, parse_jsonl
+from retrieval.documents import LoadError, NotADocument, decode_text, parse_file, parse_jsonl
 
 PUBLIC = ("public",)
 
@@ -194,6 +194,38 @@ GENERATOR_PAGES = [
         "Intro\nStart your site\ncd my-website\nnpm run start",
         id="Docusaurus' headings and code lines",
     ),
+    pytest.param(  # rustdoc (an API page, trimmed): a version and a "Source" link beside every item (before a method's
+        # heading), a toggle's label, "Read more" links, and <div>s in a <pre> (an attribute) and a heading (a where clause)
+        b'<html><body><main><section id="main-content" class="content"><div class="main-heading"><h1>Struct <span class="struct">Pool</span>'
+        b'&nbsp;<button id="copy-path" title="Copy item path to clipboard">Copy item path</button></h1><span class="sub-heading">'
+        b'<span class="since" title="Stable since Rust version 1.0.0">1.0.0</span> \xc2\xb7 <a class="src" href="../src/pool.rs.html#9">'
+        b'Source</a> </span></div><pre class="rust item-decl"><code><div class="code-attribute">#[non_exhaustive]</div>pub struct '
+        b'Pool&lt;T&gt; { <span class="comment">/* private fields */</span> }</code></pre><details class="toggle top-doc" open><summary class="hideme"><span>Expand description</span></summary>'
+        b'<div class="docblock"><p>A pool of workers.</p></div></details><h2 id="trait-implementations" class="section-header">Trait '
+        b'Implementations<a href="#trait-implementations" class="anchor">\xc2\xa7</a></h2><details class="toggle implementors-toggle" open>'
+        b'<summary><section id="impl-Clone" class="impl"><a class="src rightside" href="../src/pool.rs.html#20">Source</a>'
+        b'<h3 class="code-header">impl&lt;T&gt; Clone for Pool&lt;T&gt;<div class="where">where\n    T: Clone,</div></h3></section>'
+        b'</summary><div class="docblock">Returns a copy of the value. <a href="../clone/trait.Clone.html#tymethod.clone">Read more</a>'
+        b'</div></details><details class="toggle method-toggle" open><summary><section id="method.new" class="method"><span class="rightside">'
+        b'<span class="since" title="Stable since Rust version 1.2.0">1.2.0</span> \xc2\xb7 <a class="src" href="../src/pool.rs.html#30">Source'
+        b'</a></span><h4 class="code-header">pub fn new() -&gt; Pool</h4></section></summary><div class="docblock"><p>Creates a pool.</p>'
+        b'</div></details></section></main></body></html>',
+        "Struct Pool\nStable since Rust version 1.0.0\n#[non_exhaustive]\npub struct Pool<T> { /* private fields */ }\nA pool of workers.\n"
+        "Trait Implementations\nimpl<T> Clone for Pool<T> where T: Clone,\nReturns a copy of the value.\n"
+        "pub fn new() -> Pool\nStable since Rust version 1.2.0\nCreates a pool.",
+        id="rustdoc's source links, toggles and where clauses",
+    ),
+    pytest.param(  # Sphinx's viewcode extension: a "[source]" link after every signature
+        b'<html><body><div role="main"><dl class="py function"><dt class="sig sig-object py" id="pool.create"><span class="sig-prename '
+        b'descclassname"><span class="pre">pool.</span></span><span class="sig-name descname"><span class="pre">create</span></span>'
+        b'<span class="sig-paren">(</span><em class="sig-param"><span class="n"><span class="pre">size</span></span><span class="o">'
+        b'<span class="pre">=</span></span><span class="default_value"><span class="pre">4</span></span></em><span class="sig-paren">)'
+        b'</span><a class="reference internal" href="_modules/pool.html#create"><span class="viewcode-link"><span class="pre">[source]'
+        b'</span></span></a><a class="headerlink" href="#pool.create" title="Link to this definition">\xc2\xb6</a></dt><dd><p>Create a pool.'
+        b'</p></dd></dl></div></body></html>',
+        "pool.create(size=4)\nCreate a pool.",
+        id="Sphinx's source links",
+    ),
 ]
 
 
@@ -201,6 +233,19 @@ GENERATOR_PAGES = [
 def test_html_of_documentation_generators(html, text):
     [doc] = parse_file(html, "page.html", {}, PUBLIC)
     assert doc.text == text
+
+
+def test_redirect_page_is_not_a_document():
+    # rustdoc writes such a page for every re-exported item: a quarter of std's files.
+    page = (b'<!DOCTYPE html><html><head><meta http-equiv="refresh" content="0;URL=../../std/env/fn.var.html"><title>Redirection</title>'
+            b'</head><body><p>Redirecting to <a href="../../std/env/fn.var.html">../../std/env/fn.var.html</a>...</p></body></html>')
+    with pytest.raises(NotADocument, match=r"a redirect to \.\./\.\./std/env/fn\.var\.html"):
+        parse_file(page, "env/var.html", {}, PUBLIC)
+    # A page that moved but still holds its text is read; so is one that only reloads itself.
+    moved = page.replace(b"<p>Redirecting", b"<p>" + b"This page moved. Pools keep workers alive between tasks. " * 6 + b"Redirecting")
+    assert "Pools keep workers alive" in parse_file(moved, "pool.html", {}, PUBLIC)[0].text
+    reloads = b'<html><head><meta http-equiv="refresh" content="30"></head><body><p>Queue length: 3</p></body></html>'
+    assert parse_file(reloads, "status.html", {}, PUBLIC)[0].text == "Queue length: 3"
 
 
 def test_doxygen_page_is_titled_by_its_heading():

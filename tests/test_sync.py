@@ -133,6 +133,20 @@ def test_html_page_not_in_utf8_is_read_and_the_reason_reported(store, embedder, 
     assert hit.doc_id == "web/warranty.html" and "caf\u00e9\u2019s receipt" in hit.text
 
 
+def test_redirect_pages_are_left_out_without_counting_as_bad_files(store, embedder, corpus, settings):
+    sync(store, embedder, corpus, settings)
+    redirect = '<html><head><meta http-equiv="refresh" content="0; url={0}"></head><body>Redirecting to {0}...</body></html>'
+    (corpus / "web/warranty.html").write_text(redirect.format("support/warranty.html"))  # the page moved away
+    write(corpus, "web/old-pump.html", redirect.format("../guides/pump.html"))
+    write(corpus, "web/old-valve.html", redirect.format("../guides/valve.html"))
+    # 3 of 9 files: more than checks.max_skipped_share (25%) if they counted as unreadable.
+    report = sync(store, embedder, corpus, settings)
+    assert sorted(s.source for s in report.skipped) == ["web/old-pump.html", "web/old-valve.html", "web/warranty.html"]
+    assert all(s.reason.startswith("a redirect to ") for s in report.skipped)
+    assert report.deleted == 1 and "web/warranty.html" not in points(store), "a page that became a redirect leaves the index"
+    assert report.added == 0
+
+
 def test_bad_jsonl_line_keeps_its_old_record(store, embedder, corpus, settings):
     sync(store, embedder, corpus, settings)
     path = corpus / "kb/articles.jsonl"
