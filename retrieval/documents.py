@@ -357,7 +357,8 @@ _ID_WORD = re.compile(r"[^-_.\s]+")
 _READ_MORE = re.compile(r"read more\W*", re.I)
 _BLOCKS = {"p", "div", "section", "article", "main", "ul", "ol", "li", "table", "tr", "pre", "blockquote",
            "dl", "dt", "dd", "figure", "figcaption", "caption", "hr", "thead", "tbody", "tfoot", "address",
-           "label"}  # outside forms (dropped), a label names a tab of content tabs (MkDocs Material, Docusaurus)
+           "label",  # outside forms (dropped), a label names a tab of content tabs (MkDocs Material, Docusaurus)
+           "details", "summary"}  # a collapsible block and its title line
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
 
@@ -478,11 +479,12 @@ def _data_row(row: Any) -> bool:
 
 def _own_line(block: Any) -> None:
     """Put a block inside a <pre> on a line of its own, as browsers show it (rustdoc's
-    "#[non_exhaustive]" above "pub enum ErrorKind {"), adding no line break where one is."""
-    before, after = block.previous_sibling, block.next_sibling
-    if before is not None and not (isinstance(before, str) and before.endswith("\n")):
+    "#[non_exhaustive]" above "pub enum ErrorKind {"), adding no line break where one is, on either
+    side of its edge."""
+    before, after, text = block.previous_sibling, block.next_sibling, block.get_text()
+    if before is not None and not (isinstance(before, str) and before.endswith("\n")) and not text.startswith("\n"):
         block.insert_before("\n")
-    if after is not None and not (isinstance(after, str) and after.startswith("\n")):
+    if after is not None and not (isinstance(after, str) and after.startswith("\n")) and not text.endswith("\n"):
         block.insert_after("\n")
 
 

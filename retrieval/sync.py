@@ -49,7 +49,8 @@ from retrieval.sparse import SparseVector, average_terms, document_vector
 # 6: rustdoc's API pages: a redirect page is no document; "Source" and "Read more" links and the
 #    "Expand description" toggle are chrome; a block inside a heading parts words ("for T where T: …"),
 #    one inside a <pre> is a line of its own ("#[non_exhaustive]" above "pub enum …"); a <section> reads its
-#    heading first (rustdoc's method versions, written before it); rustdoc's versions read as their tooltips.
+#    heading first (rustdoc's method versions, written before it); rustdoc's versions read as their tooltips;
+#    <details> and <summary> are blocks (VitePress).
 INDEX_FORMAT = 6
 
 

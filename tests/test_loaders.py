@@ -226,6 +226,13 @@ GENERATOR_PAGES = [
         "pool.create(size=4)\nCreate a pool.",
         id="Sphinx's source links",
     ),
+    pytest.param(  # VitePress: a collapsible block's title is a line of its own
+        b'<html><body><main><div class="vp-doc"><div class="tip custom-block"><p class="custom-block-title">TIP</p><p>Set <code>'
+        b'max_workers</code> to the number of cores.</p></div><details><summary>Why four?</summary> Most laptops have four cores. '
+        b'</details></div></main></body></html>',
+        "TIP\nSet max_workers to the number of cores.\nWhy four?\nMost laptops have four cores.",
+        id="a <details> block and its <summary>",
+    ),
 ]
 
 
