@@ -12,7 +12,8 @@ Supported: .md/.markdown (YAML front matter), .txt, .html/.htm (boilerplate stri
 (`access: [groups]`, optional `title`); without any, the corpus default (public).
 
 An HTML page that only forwards the browser elsewhere (a `<meta http-equiv="refresh">` with a
-URL and next to no text: rustdoc writes one for every re-exported item) is `NotADocument`.
+URL and next to no text: rustdoc writes one for every re-exported item) is `NotADocument`, and
+so is a site's not-found page, `404.html`.
 
 Labels fail closed: the rules (what is certain, look-alikes, the "error" and "warn" modes
 of `unknown_metadata`) are in retrieval/access_labels.py, which reads the labels from the
@@ -124,6 +125,9 @@ def parse_file(
     if suffix == ".pdf":
         text, sections, title, fields = _parse_pdf(raw)
     elif suffix in (".html", ".htm"):
+        if Path(source).stem == "404":
+            # Static hosts serve it for any missing page ("Page Not Found"): every site generator writes one.
+            raise NotADocument("a site's not-found page (404): no content to index")
         content, decoding = decode_html(raw)
         text, sections, title, fields = _parse_html(content)
         if len(text) < _REDIRECT_TEXT and (target := _redirect(content)):

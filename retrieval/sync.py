@@ -46,7 +46,7 @@ from retrieval.sparse import SparseVector, average_terms, document_vector
 #    with text in one cell only lays the page out (pydoc's indents) and keeps its lines; footers by
 #    class are chrome; Doxygen's page heading is one, its title area chrome, its signature tables one line;
 #    a heading is never chrome by class (Docusaurus' "anchorWithStickyNavbar"); a <br> in a <pre> ends a line.
-# 6: rustdoc's API pages: a redirect page is no document; "Source" and "Read more" links and the
+# 6: rustdoc's API pages: a redirect page is no document, nor a site's 404.html; "Source" and "Read more" links and the
 #    "Expand description" toggle are chrome; a block inside a heading parts words ("for T where T: …"),
 #    one inside a <pre> is a line of its own ("#[non_exhaustive]" above "pub enum …"); a <section> reads its
 #    heading first (rustdoc's method versions, written before it); rustdoc's versions read as their tooltips;

@@ -255,6 +255,14 @@ def test_redirect_page_is_not_a_document():
     assert parse_file(reloads, "status.html", {}, PUBLIC)[0].text == "Queue length: 3"
 
 
+def test_not_found_page_is_not_a_document():
+    # MkDocs, Docusaurus and VitePress each write one into the site they build.
+    page = b"<html><body><main><h1>Page Not Found</h1><p>We could not find what you were looking for.</p></main></body></html>"
+    with pytest.raises(NotADocument, match="not-found page"):
+        parse_file(page, "site/404.html", {}, PUBLIC)
+    assert parse_file(page, "errors/http-404-codes.html", {}, PUBLIC)[0].title == "Page Not Found"
+
+
 def test_doxygen_page_is_titled_by_its_heading():
     # Its first <h2> is a group ("Functions", "Data Structures"): the title had been that.
     [doc] = parse_file(DOXYGEN_PAGE, "pool_8h.html", {}, PUBLIC)

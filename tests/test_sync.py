@@ -133,16 +133,17 @@ def test_html_page_not_in_utf8_is_read_and_the_reason_reported(store, embedder, 
     assert hit.doc_id == "web/warranty.html" and "caf\u00e9\u2019s receipt" in hit.text
 
 
-def test_redirect_pages_are_left_out_without_counting_as_bad_files(store, embedder, corpus, settings):
+def test_redirect_and_not_found_pages_are_left_out_without_counting_as_bad_files(store, embedder, corpus, settings):
     sync(store, embedder, corpus, settings)
     redirect = '<html><head><meta http-equiv="refresh" content="0; url={0}"></head><body>Redirecting to {0}...</body></html>'
     (corpus / "web/warranty.html").write_text(redirect.format("support/warranty.html"))  # the page moved away
     write(corpus, "web/old-pump.html", redirect.format("../guides/pump.html"))
     write(corpus, "web/old-valve.html", redirect.format("../guides/valve.html"))
-    # 3 of 9 files: more than checks.max_skipped_share (25%) if they counted as unreadable.
+    write(corpus, "web/404.html", "<html><body><h1>Page Not Found</h1><p>We could not find what you were looking for.</p></body></html>")
+    # 4 of 10 files: more than checks.max_skipped_share (25%) if they counted as unreadable.
     report = sync(store, embedder, corpus, settings)
-    assert sorted(s.source for s in report.skipped) == ["web/old-pump.html", "web/old-valve.html", "web/warranty.html"]
-    assert all(s.reason.startswith("a redirect to ") for s in report.skipped)
+    assert sorted(s.source for s in report.skipped) == ["web/404.html", "web/old-pump.html", "web/old-valve.html", "web/warranty.html"]
+    assert [s.reason.startswith("a redirect to ") for s in sorted(report.skipped, key=lambda s: s.source)] == [False, True, True, True]
     assert report.deleted == 1 and "web/warranty.html" not in points(store), "a page that became a redirect leaves the index"
     assert report.added == 0
 
