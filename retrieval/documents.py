@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -392,7 +392,7 @@ def _parse_html(content: str) -> tuple[str, list[Section], str, list[MetaField]]
 
 def _is_chrome(node: Any) -> bool:
     """Page chrome: <header>/<footer> outside the article, widgets by class or id, ARIA landmarks of
-    chrome, and headings' permalinks."""
+    chrome, links to an item's source or to more text, and headings' permalinks."""
     if node.name in ("header", "footer") and not node.find_parent(["article", "main"]):
         return True
     classes = node.get("class") or []
@@ -404,14 +404,15 @@ def _is_chrome(node: Any) -> bool:
             return True
     if (node.get("role") or "").strip().lower() in _CHROME_ROLES:
         return True
-    if node.name == "a" and ("src" in classes or _READ_MORE.fullmatch(node.get_text().strip())):
+    if node.name != "a":
+        return False
+    text = node.get_text().strip()
+    if "src" in classes or _READ_MORE.fullmatch(text):
         return True  # rustdoc's "Source" (a link to the code), and "Read more" (the page it leads to is read itself)
     # A heading's permalink, an in-page link with no letter or digit ("Path #", "Install ¶", an icon
     # font's glyph: Read the Docs' theme writes U+F0C1), or a footnote's unclassed back-link ("↩2").
-    href = node.get("href") if node.name == "a" else None
-    if not (href and href.startswith("#")):
+    if not (node.get("href") or "").startswith("#"):
         return False
-    text = node.get_text().strip()
     return not any(ch.isalnum() for ch in text) or text.startswith("\u21a9")
 
 
@@ -428,10 +429,15 @@ _REFRESH_URL = re.compile(r"""\burl\s*=\s*['"]?([^'"\s]+)""", re.I)
 _REDIRECT_TEXT = 300
 
 
+def _meta_tags(content: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """Each <meta> tag of a page's raw text: where it starts, and its attributes."""
+    for tag in _META_TAG.finditer(content):
+        yield tag.start(), _attributes(tag.group())
+
+
 def _redirect(content: str) -> str | None:
     """Where a page's `<meta http-equiv="refresh" content="0; url=…">` sends the browser, else None."""
-    for tag in _META_TAG.finditer(content):
-        attributes = _attributes(tag.group())
+    for _, attributes in _meta_tags(content):
         if attributes.get("http-equiv", "").lower() == "refresh" and (url := _REFRESH_URL.search(attributes.get("content", ""))):
             return url.group(1)
     return None
@@ -440,9 +446,8 @@ def _redirect(content: str) -> str | None:
 def _meta_fields(content: str) -> list[MetaField]:
     """A field per <meta> whose name looks like `access`; only `<meta name="access">` is certain."""
     fields = []
-    for tag in _META_TAG.finditer(content):
-        attributes = _attributes(tag.group())
-        where = f"line {line_number(content, tag.start())}"
+    for start, attributes in _meta_tags(content):
+        where = f"line {line_number(content, start)}"
         for attribute in _META_NAMES:
             name = attributes.get(attribute)
             if name is None or not looks_like_access(name):
