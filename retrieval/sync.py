@@ -51,7 +51,10 @@ from retrieval.sparse import SparseVector, average_terms, document_vector
 #    one inside a <pre> is a line of its own ("#[non_exhaustive]" above "pub enum …"); a <section> reads its
 #    heading first (rustdoc's method versions, written before it); rustdoc's versions read as their tooltips;
 #    <details> and <summary> are blocks (VitePress).
-INDEX_FORMAT = 6
+# 7: content tabs: each panel opens with its tab's label (the ARIA pattern: Bootstrap, so Hugo's Doks, and Docusaurus;
+#    MkDocs Material); a footnote's bare number is dropped ("daily1."); AsciiDoc's sidebar blocks are text; Doks'
+#    previous/next page links and Asciidoctor's footer (id "footer") are chrome.
+INDEX_FORMAT = 7
 
 
 @dataclass(frozen=True)

@@ -120,13 +120,14 @@ GENERATOR_PAGES = [
         "- Home\n- FAQ\nBugs\nReport bugs on the list.\nAttach the stylesheet.",
         id="a page laid out in tables keeps its lines",
     ),
-    pytest.param(  # Read the Docs' permalink glyph (U+F0C1); footnotes' back-links: unclassed (mdBook), classed (GitHub), by role (Pandoc)
+    pytest.param(  # Read the Docs' permalink glyph (U+F0C1); footnotes' back-links: unclassed (mdBook), classed (GitHub), by role
+        # (Pandoc); a footnote's bare number, a superscript link, would run into the word before it
         '<html><body><h1>Install<a class="headerlink" href="#install">\uf0c1</a></h1>'
         '<p>Run the installer<sup><a href="#fn-1" id="fr-1">1</a></sup>.</p><ol>'
         '<li id="fn-1"><p>As root. <a href="#fr-1">\u21a9</a> <a href="#fr-1-2">\u21a92</a></p></li>'
         '<li><p>Or sudo. <a href="#r2" class="data-footnote-backref">\u21a9<sup>2</sup></a>'
         ' <a href="#r3" role="doc-backlink">back</a> See <a href="#install">Install</a>.</p></li></ol></body></html>'.encode(),
-        "Install\nRun the installer1.\n- As root.\n- Or sudo. See Install.",
+        "Install\nRun the installer.\n- As root.\n- Or sudo. See Install.",
         id="icon permalinks and footnotes' back-links are chrome",
     ),
     pytest.param(  # MkDocs Material: a numbered code block is a table (Pygments' gutter, then the code); content tabs' labels
@@ -136,7 +137,7 @@ GENERATOR_PAGES = [
         b'<div class="highlight"><table class="highlighttable"><tr><td class="linenos"><div class="linenodiv"><pre>'
         b'<span class="normal">1</span>\n<span class="normal">2</span></pre></div></td><td class="code"><div><pre><code>'
         b'import worker\nworker.start()\n</code></pre></div></td></tr></table></div></body></html>',
-        "Start\nLinux\nWindows\nRun start.sh.\nRun start.bat.\nimport worker\nworker.start()",
+        "Start\nLinux\nRun start.sh.\nWindows\nRun start.bat.\nimport worker\nworker.start()",
         id="code beside its line numbers, and content tabs",
     ),
     pytest.param(  # ids are mostly headings' anchors (Sphinx's <section id="menu"> is the section "Menu"); Sphinx's menu
@@ -193,6 +194,42 @@ GENERATOR_PAGES = [
         '</article></main></body></html>'.encode(),
         "Intro\nStart your site\ncd my-website\nnpm run start",
         id="Docusaurus' headings and code lines",
+    ),
+    pytest.param(  # Hugo's Doks theme: Bootstrap's tabs (labels as <button>s in a <nav>, each naming its panel), a
+        # footnote's number (Goldmark), the links to the previous and next page
+        b'<html><body><main><h1>Install</h1><nav><div class="nav nav-tabs" role="tablist">'
+        b'<button class="nav-link active" role="tab" aria-controls="tabs-0">Debian</button>'
+        b'<button class="nav-link" role="tab" aria-controls="tabs-1">Red Hat</button></div></nav><div class="tab-content">'
+        b'<div class="tab-pane" id="tabs-1" role="tabpanel"><pre><code>dnf install pw</code></pre></div>'
+        b'<div class="tab-pane active" id="tabs-0" role="tabpanel"><pre><code>apt install pw</code></pre></div></div>'
+        b'<p>Logs rotate daily<sup id="fnref:1"><a href="#fn:1" class="footnote-ref" role="doc-noteref">1</a></sup>.</p>'
+        b'<div class="footnotes" role="doc-endnotes"><ol><li id="fn:1"><p>At midnight.</p></li></ol></div>'
+        b'<div class="page-nav d-flex"><div class="card"><div class="text-body-secondary">Prev</div>'
+        b'<a href="/docs/settings/" class="stretched-link">Settings</a></div></div></main></body></html>',
+        "Install\nRed Hat\ndnf install pw\nDebian\napt install pw\nLogs rotate daily.\n- At midnight.",
+        id="Doks' tabs, footnotes and page links",
+    ),
+    pytest.param(  # Docusaurus' tabs: a list of labels, then the panels in the same order; a site's tabs that are links
+        # to pages label no panel
+        b'<html><body><div class="navbar"><ul role="tablist"><li role="tab"><a href="/docs/">Docs</a></li>'
+        b'<li role="tab"><a href="/blog/">Blog</a></li></ul></div>'
+        b'<main><h1>Install</h1><div class="tabs-container"><ul role="tablist" class="tabs">'
+        b'<li role="tab" class="tabs__item tabs__item--active">npm</li><li role="tab" class="tabs__item">Yarn</li></ul>'
+        b'<div class="margin-top--md"><div role="tabpanel" class="tabItem_Ymn6"><pre><code>npm i pw</code></pre></div>'
+        b'<div role="tabpanel" class="tabItem_Ymn6" hidden><pre><code>yarn add pw</code></pre></div></div></div></main></body></html>',
+        "Install\nnpm\nnpm i pw\nYarn\nyarn add pw",
+        id="Docusaurus' tabs",
+    ),
+    pytest.param(  # Asciidoctor: a sidebar block is the page's text, the footer ("Last updated") is not; a bracketed
+        # footnote number (Asciidoctor's, Sphinx's) reads as it is
+        b'<html><body><div id="header"><h1>Agent Guide</h1><div id="toc" class="toc2"><ul><li>Installing</li></ul></div></div>'
+        b'<div id="content"><div class="sidebarblock"><div class="content"><div class="title">Buffering</div><div class="paragraph">'
+        b'<p>The oldest metrics go first.<sup class="footnote">[<a id="_footnoteref_1" class="footnote" href="#_footnotedef_1">1</a>]</sup>'
+        b'</p></div></div></div><div class="paragraph"><p>See the tuple <a class="footnote-reference brackets" href="#f1" role="doc-noteref">'
+        b'<span class="fn-bracket">[</span>2<span class="fn-bracket">]</span></a>.</p></div></div>'
+        b'<div id="footer"><div id="footer-text">Last updated 2026-12-06 02:00:33 UTC</div></div></body></html>',
+        "Agent Guide\nBuffering\nThe oldest metrics go first.[1]\nSee the tuple [2].",
+        id="Asciidoctor's sidebars and footer",
     ),
     pytest.param(  # rustdoc (an API page, trimmed): a version and a "Source" link beside every item (before a method's
         # heading), a toggle's label, "Read more" links, and <div>s in a <pre> (an attribute) and a heading (a where clause)
