@@ -52,8 +52,9 @@ from retrieval.sparse import SparseVector, average_terms, document_vector
 #    heading first (rustdoc's method versions, written before it); rustdoc's versions read as their tooltips;
 #    <details> and <summary> are blocks (VitePress).
 # 7: content tabs: each panel opens with its tab's label (the ARIA pattern: Bootstrap, so Hugo's Doks, and Docusaurus;
-#    MkDocs Material); a footnote's bare number is dropped ("daily1."); AsciiDoc's sidebar blocks are text; Doks'
-#    previous/next page links and Asciidoctor's footer (id "footer") are chrome.
+#    MkDocs Material); a footnote's bare number is dropped ("daily1."); AsciiDoc's sidebar blocks are text; an <aside>
+#    in the page's main content is text (Sphinx's footnotes and topics, Starlight's notes); text for screen readers
+#    only, links to edit the page or to the previous/next page, and Asciidoctor's footer (id "footer") are chrome.
 INDEX_FORMAT = 7
 
 

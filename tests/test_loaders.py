@@ -231,6 +231,41 @@ GENERATOR_PAGES = [
         "Agent Guide\nBuffering\nThe oldest metrics go first.[1]\nSee the tuple [2].",
         id="Asciidoctor's sidebars and footer",
     ),
+    pytest.param(  # Sphinx (docutils 0.18 and later) writes footnotes and topics as <aside>s in the page's main
+        # content, a note's number as its back-link
+        b'<html><body><div class="body" role="main"><h1>Install</h1><p>Needs 2 GB <a class="footnote-reference brackets" '
+        b'href="#f1" id="id1" role="doc-noteref"><span class="fn-bracket">[</span>1<span class="fn-bracket">]</span></a>.</p>'
+        b'<aside class="topic"><p class="topic-title">Abstract</p><p>How to install.</p></aside><aside class="footnote-list brackets">'
+        b'<aside class="footnote brackets" id="f1" role="doc-footnote"><span class="label"><span class="fn-bracket">[</span>'
+        b'<a role="doc-backlink" href="#id1">1</a><span class="fn-bracket">]</span></span><p>4 GB with 200 agents.</p></aside>'
+        b'</aside></div></body></html>',
+        "Install\nNeeds 2 GB [1].\nAbstract\nHow to install.\n[1]\n4 GB with 200 agents.",
+        id="Sphinx's footnotes and topics",
+    ),
+    pytest.param(  # outside the page's main content an <aside> is a site's sidebar
+        b'<html><body><aside class="links"><p>Related pages</p></aside><h1>Pumps</h1><p>Pumps move water.</p></body></html>',
+        "Pumps\nPumps move water.",
+        id="an aside outside the content",
+    ),
+    pytest.param(  # Starlight (Astro): a heading's anchor and a code frame's title for screen readers only, notes as
+        # <aside>s, tabs as links to their panels, the edit link and the page links in the page's own footer
+        '<html><body><main><h1 id="_top">Install</h1><div class="sl-markdown-content"><div class="sl-heading-wrapper level-h2">'
+        '<h2 id="package">Package</h2><a class="sl-anchor-link" href="#package"><span aria-hidden="true"></span>'
+        '<span class="sr-only">Section titled \u201cPackage\u201d</span></a></div>'
+        '<aside aria-label="Caution" class="starlight-aside starlight-aside--caution"><p class="starlight-aside__title">Caution</p>'
+        '<div class="starlight-aside__content"><p>Check the clock first.</p></div></aside><starlight-tabs>'
+        '<div class="tablist-wrapper not-content"><ul role="tablist"><li role="presentation" class="tab"><a role="tab" '
+        'href="#tab-panel-0" id="tab-0">Debian</a></li><li role="presentation" class="tab"><a role="tab" href="#tab-panel-1" '
+        'id="tab-1">Red Hat</a></li></ul></div><div id="tab-panel-0" aria-labelledby="tab-0" role="tabpanel"><figure class="frame '
+        'is-terminal"><figcaption class="header"><span class="title"></span><span class="sr-only">Terminal window</span>'
+        '</figcaption><pre><code>apt install pw</code></pre></figure></div><div id="tab-panel-1" aria-labelledby="tab-1" '
+        'role="tabpanel" hidden><pre><code>dnf install pw</code></pre></div></starlight-tabs></div><footer class="sl-flex">'
+        '<div class="meta sl-flex"><a href="https://github.com/x/y/edit/main/install.mdx" class="sl-flex">Edit page</a></div>'
+        '<div class="pagination-links"><a href="/start/" rel="prev"><span>Previous<br><span class="link-title">Start</span>'
+        '</span></a></div></footer></main></body></html>'.encode(),
+        "Install\nPackage\nCaution\nCheck the clock first.\nDebian\napt install pw\nRed Hat\ndnf install pw",
+        id="Starlight's pages",
+    ),
     pytest.param(  # rustdoc (an API page, trimmed): a version and a "Source" link beside every item (before a method's
         # heading), a toggle's label, "Read more" links, and <div>s in a <pre> (an attribute) and a heading (a where clause)
         b'<html><body><main><section id="main-content" class="content"><div class="main-heading"><h1>Struct <span class="struct">Pool</span>'
