@@ -486,14 +486,25 @@ def _links_away(tab: Any) -> bool:
 
 def _panels_near(tablist: Any) -> list[Any]:
     """The tab panels of a tab list's group, in order: those after it in its parent, else in its
-    grandparent (Bootstrap sets the list in a <nav> beside the panels)."""
+    grandparent (Bootstrap sets the list in a <nav> beside the panels); not the panels of tabs
+    nested in one of them."""
     for container in (tablist.parent, tablist.parent.parent if tablist.parent else None):
         if container is None:
             continue
-        inside = [p for p in tablist.find_all_next(attrs={"role": "tabpanel"}) if any(up is container for up in p.parents)]
+        inside = [p for p in tablist.find_all_next(attrs={"role": "tabpanel"}) if _outer_panel_of(p, container)]
         if inside:
             return inside
     return []
+
+
+def _outer_panel_of(panel: Any, container: Any) -> bool:
+    """Whether `panel` lies in `container` and in no other tab panel there."""
+    for up in panel.parents:
+        if up is container:
+            return True
+        if up.get("role") == "tabpanel":
+            return False
+    return False
 
 
 # Read from the raw text, not the parsed tree: a tag in any case, in a comment or mangled

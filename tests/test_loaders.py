@@ -220,6 +220,14 @@ GENERATOR_PAGES = [
         "Install\nnpm\nnpm i pw\nYarn\nyarn add pw",
         id="Docusaurus' tabs",
     ),
+    pytest.param(  # tabs in a tab: each group labels its own panels
+        b'<html><body><main><div class="tabs-container"><ul role="tablist"><li role="tab">Linux</li><li role="tab">macOS</li></ul>'
+        b'<div><div role="tabpanel"><div class="tabs-container"><ul role="tablist"><li role="tab">x86</li><li role="tab">ARM</li></ul>'
+        b'<div><div role="tabpanel"><p>Get pw-x86.</p></div><div role="tabpanel"><p>Get pw-arm.</p></div></div></div></div>'
+        b'<div role="tabpanel"><p>Run brew install pw.</p></div></div></div></main></body></html>',
+        "Linux\nx86\nGet pw-x86.\nARM\nGet pw-arm.\nmacOS\nRun brew install pw.",
+        id="nested tabs",
+    ),
     pytest.param(  # Asciidoctor: a sidebar block is the page's text, the footer ("Last updated") is not; a bracketed
         # footnote number (Asciidoctor's, Sphinx's) reads as it is
         b'<html><body><div id="header"><h1>Agent Guide</h1><div id="toc" class="toc2"><ul><li>Installing</li></ul></div></div>'
