@@ -351,6 +351,7 @@ _CHROME_CLASS = re.compile(
     r"cookie|consent|banner|breadcrumb|sidebar(?!block)|navbar|menu(?!selection)|advert|share|skip-link|skip-to|backref|footnote-back"
     r"|lineno"  # the line-number gutter of a code block (Pygments: "linenos", "linenodiv")
     r"|table-of-contents|tableofcontents|edit-this-page"  # Docusaurus' page contents and edit link
+    r"|\btsd-index-group\b"  # TypeDoc's index of a page's members, a table of contents
     r"|viewcode-link|viewcode-back|\bhideme\b"  # Sphinx's "[source]" and "[docs]" links; rustdoc's "Expand description" toggle
     r"|\bpage-nav\b|\bpagination(-links|-nav)?\b"  # the links to the previous and next page (Hugo's Doks theme, Starlight)
     r"|\bsr-only\b|\bvisually-hidden\b|\bscreen-reader-text\b"  # text for screen readers only: "Section titled “Install”"
@@ -376,6 +377,9 @@ _BLOCKS = {"p", "div", "section", "article", "main", "ul", "ol", "li", "table", 
            "label",  # outside forms (dropped), a label names a tab of content tabs (MkDocs Material, Docusaurus)
            "details", "summary"}  # a collapsible block and its title line
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+# A badge beside a heading's text is a word of its own: TypeDoc's "Optional maxWorkers", VitePress'
+# and Docusaurus' badges ("beta").
+_BADGE = re.compile(r"badge|^tsd-tag$", re.I)
 
 
 def _parse_html(content: str) -> tuple[str, list[Section], str, list[MetaField]]:
@@ -662,7 +666,7 @@ class _HtmlText:
                     self.flush()
                     for br in child.find_all("br"):
                         br.replace_with(" ")  # a line break or a block parts words; other tags do not ("-h/--help: help")
-                    for block in child.find_all(list(_BLOCKS)):
+                    for block in child.find_all(list(_BLOCKS)) + child.find_all(class_=_BADGE):
                         block.insert_before(" ")  # rustdoc: "impl<T> Any for T" and its <div> "where T: 'static"
                         block.insert_after(" ")
                     heading = " ".join(child.get_text().split())

@@ -228,6 +228,18 @@ GENERATOR_PAGES = [
         "Linux\nx86\nGet pw-x86.\nARM\nGet pw-arm.\nmacOS\nRun brew install pw.",
         id="nested tabs",
     ),
+    pytest.param(  # TypeDoc: a member's badge ("Optional") beside its name in the heading; the page's member index
+        b'<html><body><div class="col-content"><div class="tsd-page-title"><h1>Interface PoolOptions</h1></div>'
+        b'<section class="tsd-panel-group tsd-index-group"><section class="tsd-panel tsd-index-panel"><details class="tsd-index-content">'
+        b'<summary><h5 class="tsd-index-heading uppercase">Index</h5></summary><section class="tsd-index-section">'
+        b'<h3 class="tsd-index-heading">Properties</h3><div class="tsd-index-list"><a href="#maxworkers" class="tsd-index-link">'
+        b'<span>max<wbr/>Workers?</span></a></div></section></details></section></section><section class="tsd-panel-group tsd-member-group">'
+        b'<h2>Properties</h2><section class="tsd-panel tsd-member"><h3 class="tsd-anchor-link" id="maxworkers"><code class="tsd-tag">'
+        b'Optional</code><span>max<wbr/>Workers</span></h3><div class="tsd-signature">maxWorkers?: number</div>'
+        b'<p>How many workers run at once.</p></section></section></div></body></html>',
+        "Interface PoolOptions\nProperties\nOptional maxWorkers\nmaxWorkers?: number\nHow many workers run at once.",
+        id="TypeDoc's member badges and index",
+    ),
     pytest.param(  # Asciidoctor: a sidebar block is the page's text, the footer ("Last updated") is not; a bracketed
         # footnote number (Asciidoctor's, Sphinx's) reads as it is
         b'<html><body><div id="header"><h1>Agent Guide</h1><div id="toc" class="toc2"><ul><li>Installing</li></ul></div></div>'
