@@ -390,6 +390,7 @@ def _parse_html(content: str) -> tuple[str, list[Section], str, list[MetaField]]
     soup = BeautifulSoup(_XML_DECLARATION.sub("", content, count=1), "lxml")
     page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
     _label_tab_panels(soup)  # before the labels' <nav> and <button>s go
+    _drop_source_views(soup)
     for node in soup(_DROP_TAGS):
         node.decompose()
     for node in soup.find_all(string=lambda s: isinstance(s, Comment)):
@@ -480,6 +481,17 @@ def _label_tab_panels(soup: Any) -> None:
             line.string = label
             panel.insert(0, line)
             tab.decompose()
+
+
+def _drop_source_views(soup: Any) -> None:
+    """pdoc's "View Source": each module, class and function carries its whole source code, which
+    browsers show only when asked; read, it repeats every docstring among the code."""
+    for toggle in soup.select("input.view-source-toggle-state"):  # the checkbox that shows it: the listing follows
+        source = toggle.find_next_sibling("div", class_="pdoc-code")
+        if source is not None:
+            source.decompose()
+    for label in soup.select("label.view-source-button"):
+        label.decompose()
 
 
 def _links_away(tab: Any) -> bool:

@@ -240,6 +240,18 @@ GENERATOR_PAGES = [
         "Interface PoolOptions\nProperties\nOptional maxWorkers\nmaxWorkers?: number\nHow many workers run at once.",
         id="TypeDoc's member badges and index",
     ),
+    pytest.param(  # pdoc: every module, class and function carries its source code behind a "View Source" toggle; a
+        # docstring's example is a code block of the same class, and stays
+        b'<html><body><main><section class="module-info"><h1 class="modulename">pool</h1><div class="docstring"><p>A pool.</p></div>'
+        b'<input id="mod-view-source" class="view-source-toggle-state" type="checkbox"><label class="view-source-button" '
+        b'for="mod-view-source"><span>View Source</span></label><div class="pdoc-code codehilite"><pre>"""A pool."""\nclass Pool: ...'
+        b'</pre></div></section><section id="Pool"><input id="Pool-view-source" class="view-source-toggle-state" type="checkbox">'
+        b'<div class="attr class">class Pool: <label class="view-source-button" for="Pool-view-source">View Source</label></div>'
+        b'<div class="pdoc-code codehilite"><pre>class Pool:\n    """Runs tasks."""</pre></div><div class="docstring"><p>Runs tasks.</p>'
+        b'<div class="pdoc-code codehilite"><pre>&gt;&gt;&gt; Pool()</pre></div></div></section></main></body></html>',
+        "pool\nA pool.\nclass Pool:\nRuns tasks.\n>>> Pool()",
+        id="pdoc's source views",
+    ),
     pytest.param(  # Asciidoctor: a sidebar block is the page's text, the footer ("Last updated") is not; a bracketed
         # footnote number (Asciidoctor's, Sphinx's) reads as it is
         b'<html><body><div id="header"><h1>Agent Guide</h1><div id="toc" class="toc2"><ul><li>Installing</li></ul></div></div>'
