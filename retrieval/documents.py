@@ -352,6 +352,7 @@ _CHROME_CLASS = re.compile(
     r"|lineno"  # the line-number gutter of a code block (Pygments: "linenos", "linenodiv")
     r"|table-of-contents|tableofcontents|edit-this-page"  # Docusaurus' page contents and edit link
     r"|\btsd-index-group\b"  # TypeDoc's index of a page's members, a table of contents
+    r"|\bboring\b"  # mdBook's hidden lines of a Rust example ("fn main() {"), shown only on request
     r"|viewcode-link|viewcode-back|\bhideme\b"  # Sphinx's "[source]" and "[docs]" links; rustdoc's "Expand description" toggle
     r"|\bpage-nav\b|\bpagination(-links|-nav)?\b"  # the links to the previous and next page (Hugo's Doks theme, Starlight)
     r"|\bsr-only\b|\bvisually-hidden\b|\bscreen-reader-text\b"  # text for screen readers only: "Section titled “Install”"

@@ -55,8 +55,8 @@ from retrieval.sparse import SparseVector, average_terms, document_vector
 #    MkDocs Material); a footnote's bare number is dropped ("daily1."); AsciiDoc's sidebar blocks are text; an <aside>
 #    in the page's main content is text (Sphinx's footnotes and topics, Starlight's notes); text for screen readers
 #    only, links to edit the page or to the previous/next page, Asciidoctor's footer (id "footer") and TypeDoc's member
-#    index and pdoc's "View Source" listings are chrome; a badge in a heading is a word of its own ("Optional
-#    maxWorkers").
+#    index, pdoc's "View Source" listings and mdBook's hidden lines of Rust examples are chrome; a badge in a heading
+#    is a word of its own ("Optional maxWorkers").
 INDEX_FORMAT = 7
 
 

@@ -252,6 +252,13 @@ GENERATOR_PAGES = [
         "pool\nA pool.\nclass Pool:\nRuns tasks.\n>>> Pool()",
         id="pdoc's source views",
     ),
+    pytest.param(  # mdBook hides a Rust example's boilerplate lines until the reader asks for them
+        b'<html><body><main><h1>Tests</h1><pre class="playground"><code class="language-rust"><span class="boring">#![allow(unused)]\n'
+        b'</span><span class="boring">fn main() {\n</span>let x = 5;\nassert_eq!(x, 5);\n<span class="boring">}</span></code></pre>'
+        b'</main></body></html>',
+        "Tests\nlet x = 5;\nassert_eq!(x, 5);",
+        id="mdBook's hidden lines",
+    ),
     pytest.param(  # Asciidoctor: a sidebar block is the page's text, the footer ("Last updated") is not; a bracketed
         # footnote number (Asciidoctor's, Sphinx's) reads as it is
         b'<html><body><div id="header"><h1>Agent Guide</h1><div id="toc" class="toc2"><ul><li>Installing</li></ul></div></div>'
