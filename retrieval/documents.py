@@ -429,11 +429,13 @@ def _is_chrome(node: Any) -> bool:
     role = (node.get("role") or "").strip().lower()
     if role in _CHROME_ROLES and not (role == "doc-backlink" and _FOOTNOTE_NUMBER.fullmatch(node.get_text().strip())):
         return True  # but docutils makes a note's own number ("[1]") its back-link: the note keeps it
-    if _is_footnote_mark(node, classes):
+    if node.name not in ("a", "sup"):
+        return False
+    text = node.get_text().strip()
+    if _is_footnote_mark(node, text, role, classes):
         return True
     if node.name != "a":
         return False
-    text = node.get_text().strip()
     if "src" in classes or _READ_MORE.fullmatch(text):
         return True  # rustdoc's "Source" (a link to the code), and "Read more" (the page it leads to is read itself)
     if _EDIT_LINK.fullmatch(text):
@@ -445,11 +447,12 @@ def _is_chrome(node: Any) -> bool:
     return not any(ch.isalnum() for ch in text) or text.startswith("\u21a9")
 
 
-def _is_footnote_mark(node: Any, classes: list[str]) -> bool:
-    """A footnote's bare number in the text, which links to the note (a bracketed "[1]" reads as it is)."""
-    if node.name not in ("a", "sup") or not _FOOTNOTE_NUMBER.fullmatch(node.get_text().strip()):
+def _is_footnote_mark(node: Any, text: str, role: str, classes: list[str]) -> bool:
+    """Whether an <a> or <sup> (its `text`, `role` and `classes`) is a footnote's bare number in the text,
+    which links to the note (a bracketed "[1]" reads as it is)."""
+    if not _FOOTNOTE_NUMBER.fullmatch(text):
         return False
-    if (node.get("role") or "").strip().lower() == "doc-noteref" or node.has_attr("data-footnote-ref"):
+    if role == "doc-noteref" or node.has_attr("data-footnote-ref"):
         return True
     if _FOOTNOTE_MARK_CLASS.search(" ".join(classes)):
         return True
@@ -505,10 +508,11 @@ def _panels_near(tablist: Any) -> list[Any]:
     """The tab panels of a tab list's group, in order: those after it in its parent, else in its
     grandparent (Bootstrap sets the list in a <nav> beside the panels); not the panels of tabs
     nested in one of them."""
+    following = tablist.find_all_next(attrs={"role": "tabpanel"})
     for container in (tablist.parent, tablist.parent.parent if tablist.parent else None):
         if container is None:
             continue
-        inside = [p for p in tablist.find_all_next(attrs={"role": "tabpanel"}) if _outer_panel_of(p, container)]
+        inside = [p for p in following if _outer_panel_of(p, container)]
         if inside:
             return inside
     return []
