@@ -36,7 +36,7 @@ from retrieval.sparse import SparseVector, average_terms, document_vector
 
 # Bump when a loader, the chunk layout or the vectors change in a way that changes stored chunks.
 # 2: every chunk has a BM25 vector beside the dense one (retrieval/sparse.py).
-# 3: the HTML loader drops ARIA landmark chrome and heading permalinks, and reads role="main" (retrieval/documents.py).
+# 3: the HTML loader drops ARIA landmark chrome and heading permalinks, and reads role="main" (retrieval/html_text.py).
 # 4: the HTML loader keeps a table row on one line when its cells hold paragraphs, lists or <br>,
 #    drops icon-font permalinks, footnotes' back-links and code blocks' line-number gutters, and
 #    gives content tabs' labels their own lines; an id marks chrome only as a whole word, never on
