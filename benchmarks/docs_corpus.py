@@ -4,6 +4,8 @@
                installs them): 70 training and 41 test questions
     nodedocs   43 pages of the Node.js v20.20.2 API reference (Node's own doc generator, as the
                Debian/Ubuntu nodejs package installs it): 61 training and 66 test questions
+    pydocs     80 pages of Python 3.11's library reference, HOWTOs and tutorial (Sphinx HTML, as the
+               Debian/Ubuntu python3.11-doc package installs it)
 
 The pages are not stored here; this script copies the ones listed in `benchmarks/<set>/pages.txt`
 from the documentation folder and checks that every gold answer of the set's QA files occurs
@@ -44,7 +46,12 @@ def node_docs() -> Path:
     return Path("/usr/share/doc/nodejs/api")
 
 
-SETS = {"rustdocs": rust_docs, "nodedocs": node_docs}
+def python_docs() -> Path:
+    """Python 3.11's documentation where the Debian/Ubuntu python3.11-doc package installs it."""
+    return Path("/usr/share/doc/python3.11-doc/html")
+
+
+SETS = {"rustdocs": rust_docs, "nodedocs": node_docs, "pydocs": python_docs}
 
 
 def main() -> None:
