@@ -5,7 +5,7 @@
     nodedocs   43 pages of the Node.js v20.20.2 API reference (Node's own doc generator, as the
                Debian/Ubuntu nodejs package installs it): 61 training and 66 test questions
     pydocs     80 pages of Python 3.11's library reference, HOWTOs and tutorial (Sphinx HTML, as the
-               Debian/Ubuntu python3.11-doc package installs it)
+               Debian/Ubuntu python3.11-doc package installs it): 72 training and 52 test questions
 
 The pages are not stored here; this script copies the ones listed in `benchmarks/<set>/pages.txt`
 from the documentation folder and checks that every gold answer of the set's QA files occurs
