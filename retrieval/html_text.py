@@ -152,12 +152,15 @@ def _label_tab_panels(soup: Any) -> None:
     (Bootstrap, so Hugo's Doks; Docusaurus; Starlight) pairs a tab with its panel by `aria-controls`
     or by order; MkDocs Material lists its labels, then its blocks."""
     groups = []
+    by_id: dict[str, Any] = {}  # once per page: a search of the whole page per tab made a page of many tab groups quadratic
+    for node in soup.find_all(id=True):
+        by_id.setdefault(node["id"], node)  # the first of a repeated id, as a browser takes it
     for tablist in soup.find_all(attrs={"role": "tablist"}):
         tabs = tablist.find_all(attrs={"role": "tab"})
         if any(_links_away(tab) for tab in tabs):
             continue  # a site's sections as tabs, each a link to its page: no panel here is theirs
         nearby = _panels_near(tablist)
-        named = [soup.find(id=tab["aria-controls"].split()[0]) if (tab.get("aria-controls") or "").strip() else None for tab in tabs]
+        named = [by_id.get(tab["aria-controls"].split()[0]) if (tab.get("aria-controls") or "").strip() else None for tab in tabs]
         groups.append([(tab, panel or (nearby[i] if i < len(nearby) else None)) for i, (tab, panel) in enumerate(zip(tabs, named))])
     for tabbed in soup.select("div.tabbed-set"):
         groups.append(list(zip(tabbed.select(".tabbed-labels > label"), tabbed.select(".tabbed-content > .tabbed-block"))))
@@ -193,14 +196,28 @@ def _panels_near(tablist: Any) -> list[Any]:
     """The tab panels of a tab list's group, in order: those after it in its parent, else in its
     grandparent (Bootstrap sets the list in a <nav> beside the panels); not the panels of tabs
     nested in one of them."""
-    following = tablist.find_all_next(attrs={"role": "tabpanel"})
     for container in (tablist.parent, tablist.parent.parent if tablist.parent else None):
         if container is None:
             continue
-        inside = [p for p in following if _outer_panel_of(p, container)]
+        inside = [p for p in _after_within(tablist, container) if p.get("role") == "tabpanel" and _outer_panel_of(p, container)]
         if inside:
             return inside
     return []
+
+
+def _after_within(node: Any, container: Any) -> Iterator[Any]:
+    """The tags after `node` in the page up to the end of `container` (which holds it): only the
+    container is read, not the rest of the page."""
+    from bs4 import Tag
+
+    last = container
+    while isinstance(last, Tag) and last.contents:
+        last = last.contents[-1]
+    for element in node.next_elements:
+        if isinstance(element, Tag):
+            yield element
+        if element is last:
+            return
 
 
 def _outer_panel_of(panel: Any, container: Any) -> bool:
