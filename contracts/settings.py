@@ -152,7 +152,7 @@ class TrainingConfig(_Section):
 class VLLMConfig(_Section):
     url: str | None = None  # an OpenAI-compatible vLLM run elsewhere (ends in /v1); null: raft serve starts one
     adapter_root: str | None = None  # where that vLLM sees <work_dir>/models (a shared volume); null: the same path
-    merged: bool = Field(False, description="serve versions as merged models (needs raft train --merge), not as adapters")
+    merged: bool = Field(False, description="serve versions as merged models (written by training.merge, the default), not as adapters")
     max_model_len: int = Field(4096, ge=256, description="prompt plus answer, in tokens")
     max_num_seqs: int = Field(16, ge=1)
     dtype: str = "auto"

@@ -3,7 +3,9 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
+from contracts.settings import RaftConfig
 from flows.config import ConfigError, env_name, leaf_keys, load_config
 
 
@@ -17,11 +19,28 @@ def test_defaults_are_the_embedded_setup(tmp_path, monkeypatch):
 
 
 def test_repo_config_file_matches_model_defaults():
-    # raft.yaml documents the defaults; it must load and agree with the model.
+    # raft.yaml documents the defaults: every field, each with the model's default value.
     repo = Path(__file__).resolve().parents[1]
     cfg = load_config(repo / "raft.yaml", environ={})
     assert cfg.corpus.path == repo / "examples" / "corpus"
     assert cfg.chunking.size == 192 and cfg.qdrant.collection == "raft_chunks"
+    written = yaml.safe_load((repo / "raft.yaml").read_text())
+    defaults = RaftConfig().model_dump(mode="json")
+    missing = [key for key in leaf_keys() if _at(written, key) is _ABSENT]
+    assert missing == [], f"raft.yaml lacks {missing}"
+    differing = {key: (_at(written, key), _at(defaults, key)) for key in leaf_keys() if _at(written, key) != _at(defaults, key)}
+    assert differing == {}, f"raft.yaml's value against the model's default: {differing}"
+
+
+_ABSENT = object()
+
+
+def _at(data, key: str):
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return _ABSENT
+        data = data[part]
+    return data
 
 
 def test_relative_paths_in_file_resolve_against_the_file(tmp_path):
