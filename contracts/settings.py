@@ -21,8 +21,10 @@ class _Section(BaseModel):
 
 class CorpusConfig(_Section):
     path: Path = Path("examples/corpus")
-    include: list[str] = ["*.md", "*.markdown", "*.txt", "*.html", "*.htm", "*.pdf", "*.jsonl"]
-    default_access: list[str] = ["public"]
+    include: list[str] = Field(["*.md", "*.markdown", "*.txt", "*.html", "*.htm", "*.pdf", "*.jsonl"], min_length=1)
+    default_access: list[str] = Field(
+        ["public"], min_length=1, description="groups that may read a document without labels; empty would hide them from everyone"
+    )
 
 
 class ChunkingConfig(_Section):
@@ -59,7 +61,7 @@ class QdrantConfig(_Section):
     on_disk: bool = Field(False, description="server only: keep vectors on disk (memory-mapped) instead of in RAM")
     path: Path | None = None  # default: <work_dir>/qdrant
     collection: str = Field("raft_chunks", pattern=r"^[A-Za-z0-9_-]+$")
-    timeout_s: float = 30.0
+    timeout_s: float = Field(30.0, gt=0)
     hnsw_ef: int | None = Field(
         256, ge=1, le=10000, description="edge and server: candidates an HNSW search keeps; more finds more of the true "
         "nearest chunks of a large index, at some latency (at 1,000,000 chunks recall@10 0.93 at Qdrant's default, 0.99 at "
@@ -113,8 +115,8 @@ class TeacherConfig(_Section):
     questions_per_chunk: int = Field(3, ge=0, description="0: the teacher writes reasoning only, no questions")
     concurrency: int = Field(4, ge=1)
     max_retries: int = Field(5, ge=0)
-    timeout_s: float = 120.0
-    temperature: float = 0.2
+    timeout_s: float = Field(120.0, gt=0)
+    temperature: float = Field(0.2, ge=0, le=2)
     max_tokens: int = Field(768, ge=16)
     question_prompt: Path | None = None  # file with a template ({title} {text} {n}); null: built-in
     answer_prompt: Path | None = None  # file with a template ({title} {text} {question} {reference}); null: built-in

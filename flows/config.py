@@ -46,15 +46,18 @@ def load_config(
     file = config_file(path, environ)
     if file is not None:
         data = _read_file(file)
+    origin: dict[str, str] = {}  # dotted key -> where its value came from, when not the file
     for key, raw in _env_overrides(environ).items():
         _set_dotted(data, key, _coerce(key, raw))
+        origin[key] = f"from {env_name(key)}"
     for key, value in (overrides or {}).items():
         _leaf_annotation(key)  # unknown key -> ConfigError
         _set_dotted(data, key, _coerce(key, value) if isinstance(value, str) else value)
+        origin[key] = "from --set"
     try:
         return RaftConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_describe(e, file)) from None
+        raise ConfigError(_describe(e, file, origin)) from None
 
 
 _VALIDATED: dict[str, RaftConfig] = {}
@@ -91,13 +94,42 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.replace(".", "_").upper()
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML lets a repeated key win silently: a second `corpus:` section would replace the first
+    whole, its `default_access` too, and a repeated `anonymous:` would flip access with no word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` brings keys that the mapping's own may override
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (first on line {first_line[key]}): keep one", key_node.start_mark
+                )
+            if isinstance(key, typing.Hashable):
+                first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
 def _read_file(file: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        loader = _UniqueKeyLoader(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {file} does not exist") from None
+    except UnicodeDecodeError as e:
+        line = e.object[: e.start].count(b"\n") + 1
+        raise ConfigError(f"config file {file} is not UTF-8 (line {line}, byte {e.start}): re-save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"config file {file} cannot be read ({e.strerror or e}): name a readable YAML file") from None
+    loader.name = str(file)  # YAML's messages then say where, not "<unicode string>"
+    try:
+        data = loader.get_single_data() or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {file} is not valid YAML: {e}") from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError(f"config file {file} must hold a mapping of sections, not {type(data).__name__}")
     base = file.resolve().parent
@@ -174,13 +206,26 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     data[last] = value
 
 
-def _describe(error: ValidationError, file: Path | None) -> str:
-    where = f" in {file}" if file else ""
+# Fields whose values (and, for API keys, whose keys) are secrets: an error names the field, never the value.
+SECRET_KEYS = ("qdrant.api_key", "teacher.api_key", "serving.api_keys")
+
+
+def _describe(error: ValidationError, file: Path | None, origin: dict[str, str]) -> str:
     lines = []
     for err in error.errors():
         key = ".".join(str(p) for p in err["loc"])
+        secret = next((s for s in SECRET_KEYS if key == s or key.startswith(s + ".")), None)
+        source = next((origin[k] for k in sorted(origin, key=len, reverse=True) if key == k or key.startswith(k + ".")), None)
+        where = f" {source}" if source else (f" in {file}" if file else "")
+        value = err.get("input")
+        if secret:
+            key, got = secret, f"a {type(value).__name__}, not shown: it is secret"
+        elif isinstance(value, dict):
+            got = f"a section with {', '.join(map(str, value)) or 'no keys'}"
+        else:
+            got = repr(value)
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown config key {key!r}{where}: remove it or check its spelling")
         else:
-            lines.append(f"config key {key!r}{where}: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"config key {key!r}{where}: {err['msg']} (got {got})")
     return "; ".join(lines)

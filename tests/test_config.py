@@ -102,3 +102,55 @@ def test_config_file_from_env_and_broken_yaml(tmp_path):
         load_config(environ={"RAFT_CONFIG": str(f)})
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml", environ={})
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_replacement(tmp_path):
+    # YAML's last-one-wins would drop the first section's default_access, and with it who may read.
+    f = tmp_path / "raft.yaml"
+    f.write_text("corpus:\n  default_access: [internal]\nsearch:\n  k: 3\ncorpus:\n  path: docs\n")
+    with pytest.raises(ConfigError, match=r"(?s)key 'corpus' appears twice \(first on line 1\).*raft.yaml\", line 5"):
+        load_config(f, environ={})
+    f.write_text("serving:\n  anonymous: false\n  anonymous: true\n")
+    with pytest.raises(ConfigError, match=r"key 'anonymous' appears twice \(first on line 2\)"):
+        load_config(f, environ={})
+    f.write_text("base: &base\n  default_access: [internal]\ncorpus:\n  <<: *base\n  default_access: [hr]\n")
+    with pytest.raises(ConfigError, match="unknown config key 'base'"):  # a merge key may be overridden: no duplicate
+        load_config(f, environ={})
+
+
+def test_a_config_file_that_is_not_utf8_or_not_a_file_is_named(tmp_path):
+    f = tmp_path / "raft.yaml"
+    f.write_bytes(b"search:\n  k: 3 # caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"raft.yaml is not UTF-8 \(line 2, byte 20\)"):
+        load_config(f, environ={})
+    with pytest.raises(ConfigError, match=r"cannot be read \(Is a directory\)"):
+        load_config(tmp_path, environ={})
+
+
+def test_an_error_names_where_the_value_came_from():
+    with pytest.raises(ConfigError, match=r"'chunking.size' from --set:.*'abc'"):
+        load_config(overrides={"chunking.size": "abc"}, environ={})
+    with pytest.raises(ConfigError, match=r"'chunking.size' from RAFT_CHUNKING_SIZE:"):
+        load_config(environ={"RAFT_CHUNKING_SIZE": "abc"})
+
+
+def test_an_error_never_shows_a_secret():
+    cases = [
+        ({"RAFT_SERVING_API_KEYS": '{"sk-SUPERSECRET": "hr"}'}, {}, "serving.api_keys"),
+        ({}, {"teacher.api_key": ["sk-TEACHERSECRET"]}, "teacher.api_key"),
+        ({}, {"qdrant.api_key": {"k": "sk-QDRANTSECRET"}}, "qdrant.api_key"),
+    ]
+    for environ, overrides, key in cases:
+        with pytest.raises(ConfigError) as e:
+            load_config(overrides=overrides, environ=environ)
+        assert f"config key {key!r}" in str(e.value) and "not shown: it is secret" in str(e.value)
+        assert "SECRET" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "key, value", [("corpus.default_access", ""), ("corpus.include", ""), ("teacher.timeout_s", "-1"), ("qdrant.timeout_s", "0"),
+                   ("teacher.temperature", "-3")]
+)
+def test_values_that_cannot_work_are_refused(key, value):
+    with pytest.raises(ConfigError, match=rf"'{key}' from --set"):
+        load_config(overrides={key: value}, environ={})
