@@ -105,6 +105,9 @@ def read_sidecar(path: Path) -> list[MetaField]:
         text = decode_text(raw)
     except LoadError as e:
         raise LoadError(f"{where}: {e}") from None
+    if not any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines()):
+        # An empty sidecar is likely one being written, or cut short: its labels are unknown, not absent.
+        raise LoadError(f"{where} holds no fields: write its labels (e.g. 'access: [hr]') or delete it")
     return yaml_fields(text, 1, f"{where} line", "sidecar")
 
 
@@ -165,6 +168,9 @@ def parse_jsonl(
             record = json.loads(line, object_pairs_hook=_JsonObject)
         except json.JSONDecodeError as e:
             problems.append((lineno, f"invalid JSON ({e.msg} at column {e.colno})"))
+            continue
+        except RecursionError:
+            problems.append((lineno, "JSON nested too deeply to read: flatten it"))
             continue
         if not isinstance(record, dict):
             problems.append((lineno, f"expected a JSON object, got {type(record).__name__}"))

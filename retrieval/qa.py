@@ -40,13 +40,16 @@ def read_qa_file(path: Path) -> list[QAItem]:
         source = record.get("source")
         if source is not None and (not isinstance(source, str) or not source.strip()):
             raise QAFileError(f"{path} line {lineno}: field 'source' must be a document path or id")
+        ident = record.get("id", f"line-{lineno}")
+        if isinstance(ident, bool) or not isinstance(ident, (str, int)) or not str(ident).strip():
+            raise QAFileError(f"{path} line {lineno}: field 'id' must be a non-empty string or a number, or left out")
         answers = record.get("answers", [])
         if not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
             raise QAFileError(f"{path} line {lineno}: field 'answers' must be a list of non-empty strings")
         answer = record["answer"].strip()
         extra = {k: v for k, v in record.items() if k not in ("question", "answer", "answers", "id", "source")}
         every = tuple(dict.fromkeys([answer, *(a.strip() for a in answers)]))
-        items.append(QAItem(record["question"].strip(), answer, str(record.get("id", f"line-{lineno}")), source, lineno, extra, every))
+        items.append(QAItem(record["question"].strip(), answer, str(ident), source, lineno, extra, every))
     return items
 
 
@@ -70,12 +73,19 @@ def read_jsonl(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[st
         except json.JSONDecodeError as e:
             errors.append(f"line {lineno}: invalid JSON ({e.msg} at column {e.colno})")
             continue
+        except RecursionError:
+            errors.append(f"line {lineno}: JSON nested too deeply to read")
+            continue
         if not isinstance(record, dict):
             errors.append(f"line {lineno}: expected a JSON object")
             continue
-        bad = [f for f in required if not isinstance(record.get(f), str) or not record[f].strip()]
-        if bad:
-            errors.append(f"line {lineno}: missing or empty field {', '.join(repr(f) for f in bad)}")
+        missing = [f for f in required if record.get(f) is None or (isinstance(record[f], str) and not record[f].strip())]
+        if missing:
+            errors.append(f"line {lineno}: missing or empty field {', '.join(repr(f) for f in missing)}")
+            continue
+        typed = [f for f in required if not isinstance(record[f], str)]
+        if typed:
+            errors.append(f"line {lineno}: field {', '.join(repr(f) for f in typed)} must be a string, not {type(record[typed[0]]).__name__}")
             continue
         records.append((lineno, record))
     if errors:

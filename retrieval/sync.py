@@ -234,7 +234,7 @@ def _plan(
             docs, bad_lines = [], []
             report.skipped.append(Skipped(file.source, str(e)))
         except LoadError as e:
-            docs, bad_lines = [], [Skipped(file.source, str(e))]
+            docs, bad_lines = [], [Skipped(file.source, str(e) + _still_served(file.source, old_state))]
             plan.bad_files += 1
         report.skipped.extend(bad_lines)
         report.warnings.extend(IndexWarning(file.source, w) for d in docs for w in d.warnings)
@@ -288,6 +288,16 @@ def _unchanged_file(doc: IndexedDoc, file: CorpusFile, signature: str) -> bool:
     return doc.file_hashes == {file.file_hash} and len(doc.version_hashes) == 1 and doc.index_sigs == {signature} and len(doc.point_ids) == doc.n_chunks
 
 
+def _still_served(source: str, old_state: dict[str, IndexedDoc]) -> str:
+    """What a skipped file's last good version, which stays in the index, is readable by: a user
+    who restricted a file with a typo must learn that its old labels still hold."""
+    kept = [d for d in old_state.values() if d.source == source]
+    if not kept:
+        return ""
+    groups = sorted({g for d in kept for g in d.access})
+    return f" (its last indexed version stays searchable, readable by [{', '.join(groups)}], until this is fixed)"
+
+
 def load_file(file: CorpusFile, settings: IndexSettings) -> tuple[list[Document], list[Skipped]]:
     """The documents of one corpus file and, for .jsonl, its bad lines. LoadError when nothing can be used."""
     try:
@@ -295,13 +305,17 @@ def load_file(file: CorpusFile, settings: IndexSettings) -> tuple[list[Document]
     except OSError as e:
         raise LoadError(f"unreadable ({e.strerror or e}): check the file's permissions") from None
     bad_lines: list[Skipped] = []
-    if _is_jsonl(file.source):
-        docs, problems = parse_jsonl(raw, file.source, tuple(settings.corpus.default_access), settings.checks.unknown_metadata)
-        bad_lines = [Skipped(f"{file.source}:{lineno}", message) for lineno, message in problems]
-        if problems and not docs:
-            raise LoadError(f"no usable line: {problems[0][1]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-    else:
-        docs = parse_file(raw, file.source, read_sidecar(file.path), tuple(settings.corpus.default_access), settings.checks.unknown_metadata)
+    try:
+        if _is_jsonl(file.source):
+            docs, problems = parse_jsonl(raw, file.source, tuple(settings.corpus.default_access), settings.checks.unknown_metadata)
+            bad_lines = [Skipped(f"{file.source}:{lineno}", message) for lineno, message in problems]
+            if problems and not docs:
+                raise LoadError(f"no usable line: {problems[0][1]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        else:
+            docs = parse_file(raw, file.source, read_sidecar(file.path), tuple(settings.corpus.default_access), settings.checks.unknown_metadata)
+    except RecursionError:
+        # Elements, YAML or JSON nested some thousand levels deep: one such file must not stop the whole sync.
+        raise LoadError("nested too deeply to read (elements or metadata some thousand levels deep): flatten it, or leave it out of corpus.include") from None
     return [dataclasses.replace(d, modified=file.modified) for d in docs], bad_lines
 
 

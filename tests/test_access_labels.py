@@ -207,6 +207,8 @@ def test_html_meta_in_any_form(meta, reason):
         (b"title: caf\xe9\n", "sidecar bonus.md.meta.yaml: invalid UTF-8 at byte 10 (line 1)"),
         (b"access: []\n", "sidecar bonus.md.meta.yaml line 1: access labels under 'access' must be a list"),
         (None, "sidecar bonus.md.meta.yaml is unreadable"),
+        (b"", "sidecar bonus.md.meta.yaml holds no fields"),  # one being written, or cut short: never "no labels"
+        (b"\n  \n# access: [hr]\n", "sidecar bonus.md.meta.yaml holds no fields"),
     ],
 )
 def test_unreadable_sidecar_names_itself_and_the_line(tmp_path, content, reason):

@@ -37,6 +37,17 @@ def test_every_bad_line_is_named(tmp_path):
     f.write_text('{"question": "q", "answer": "a", "source": 7}\n')
     with pytest.raises(QAFileError, match="line 1: field 'source'"):
         read_qa_file(f)
+    f.write_text('{"question": "q", "answer": 5}\n' + '{"question": "q2", "answer": "a", "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(QAFileError) as e:
+        read_qa_file(f)
+    assert "line 1: field 'answer' must be a string, not int" in str(e.value)
+    assert "line 2: JSON nested too deeply" in str(e.value)
+    for ident in ("null", '""', "true", "[1]"):
+        f.write_text(f'{{"question": "q", "answer": "a", "id": {ident}}}\n')
+        with pytest.raises(QAFileError, match="line 1: field 'id'"):
+            read_qa_file(f)
+    f.write_text('{"question": "q", "answer": "a", "id": 7}\n{"question": "r", "answer": "b"}\n')
+    assert [item.id for item in read_qa_file(f)] == ["7", "line-2"]
 
 
 def test_missing_and_empty_files(tmp_path):

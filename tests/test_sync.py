@@ -121,6 +121,29 @@ def test_bad_file_is_skipped_and_its_last_good_version_kept(store, embedder, cor
     assert points(store)[rel] == before[rel]
 
 
+def test_a_file_nested_too_deeply_is_skipped_by_name_and_the_rest_indexed(store, embedder, corpus, settings):
+    sync(store, embedder, corpus, settings)
+    write(corpus, "deep.html", "<html><body><main>" + "<div>" * 5000 + "text" + "</div>" * 5000 + "</main></body></html>")
+    write(corpus, "guides/new.md", "# New guide\nThe new gasket kit is part GK-77.\n")
+    report = sync(store, embedder, corpus, settings)
+    assert [(s.source, "nested too deeply" in s.reason) for s in report.skipped] == [("deep.html", True)]
+    assert report.added == 1
+
+
+def test_a_skipped_file_says_who_may_still_read_its_last_version(store, embedder, corpus, settings):
+    # Restricting a public file with a typo: the old, public version stays, and the skip says so.
+    sync(store, embedder, corpus, settings)
+    write(corpus, "guides/valve.md.meta.yaml", "access: [hr\n")
+    report = sync(store, embedder, corpus, settings)
+    [skipped] = report.skipped
+    assert skipped.source == "guides/valve.md" and "not valid YAML" in skipped.reason
+    assert "its last indexed version stays searchable, readable by [public]" in skipped.reason
+    write(corpus, "guides/fresh.md.meta.yaml", "access: [hr\n")
+    write(corpus, "guides/fresh.md", "# Fresh\nNever indexed before.\n")
+    fresh = next(s for s in sync(store, embedder, corpus, settings).skipped if s.source == "guides/fresh.md")
+    assert "stays searchable" not in fresh.reason, "a file never indexed has no last version to name"
+
+
 def test_html_page_not_in_utf8_is_read_and_the_reason_reported(store, embedder, corpus, settings):
     sync(store, embedder, corpus, settings)
     page = corpus / "web/warranty.html"
