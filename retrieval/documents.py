@@ -100,7 +100,7 @@ def read_sidecar(path: Path) -> list[MetaField]:
     try:
         raw = sidecar.read_bytes()
     except OSError as e:
-        raise LoadError(f"{where} is unreadable ({e.strerror or e}): check its permissions") from None
+        raise LoadError(f"{where} is unreadable ({e.strerror or e}): make it a readable YAML file, or delete it") from None
     try:
         text = decode_text(raw)
     except LoadError as e:

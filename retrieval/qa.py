@@ -35,21 +35,24 @@ class QAItem:
 
 def read_qa_file(path: Path) -> list[QAItem]:
     """All items of a QA file. Raises QAFileError listing every bad line (none is silently dropped)."""
-    items = []
+    items, errors = [], []
     for lineno, record in read_jsonl(path, required=("question", "answer")):
         source = record.get("source")
-        if source is not None and (not isinstance(source, str) or not source.strip()):
-            raise QAFileError(f"{path} line {lineno}: field 'source' must be a document path or id")
         ident = record.get("id", f"line-{lineno}")
-        if isinstance(ident, bool) or not isinstance(ident, (str, int)) or not str(ident).strip():
-            raise QAFileError(f"{path} line {lineno}: field 'id' must be a non-empty string or a number, or left out")
         answers = record.get("answers", [])
-        if not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
-            raise QAFileError(f"{path} line {lineno}: field 'answers' must be a list of non-empty strings")
-        answer = record["answer"].strip()
-        extra = {k: v for k, v in record.items() if k not in ("question", "answer", "answers", "id", "source")}
-        every = tuple(dict.fromkeys([answer, *(a.strip() for a in answers)]))
-        items.append(QAItem(record["question"].strip(), answer, str(ident), source, lineno, extra, every))
+        if source is not None and (not isinstance(source, str) or not source.strip()):
+            errors.append(f"line {lineno}: field 'source' must be a document path or id")
+        elif isinstance(ident, bool) or not isinstance(ident, (str, int)) or not str(ident).strip():
+            errors.append(f"line {lineno}: field 'id' must be a non-empty string or a number, or left out")
+        elif not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
+            errors.append(f"line {lineno}: field 'answers' must be a list of non-empty strings")
+        else:
+            answer = record["answer"].strip()
+            extra = {k: v for k, v in record.items() if k not in ("question", "answer", "answers", "id", "source")}
+            every = tuple(dict.fromkeys([answer, *(a.strip() for a in answers)]))
+            items.append(QAItem(record["question"].strip(), answer, str(ident), source, lineno, extra, every))
+    if errors:
+        raise QAFileError(f"{path}: {_listed(errors)}")
     return items
 
 
@@ -89,8 +92,12 @@ def read_jsonl(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[st
             continue
         records.append((lineno, record))
     if errors:
-        shown = "; ".join(errors[:20]) + (f"; and {len(errors) - 20} more" if len(errors) > 20 else "")
-        raise QAFileError(f"{path}: {len(errors)} bad line(s): {shown}")
+        raise QAFileError(f"{path}: {_listed(errors)}")
     if not records:
         raise QAFileError(f"{path} holds no questions")
     return records
+
+
+def _listed(errors: list[str]) -> str:
+    shown = "; ".join(errors[:20]) + (f"; and {len(errors) - 20} more" if len(errors) > 20 else "")
+    return f"{len(errors)} bad line(s): {shown}"

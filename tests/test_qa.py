@@ -42,10 +42,9 @@ def test_every_bad_line_is_named(tmp_path):
         read_qa_file(f)
     assert "line 1: field 'answer' must be a string, not int" in str(e.value)
     assert "line 2: JSON nested too deeply" in str(e.value)
-    for ident in ("null", '""', "true", "[1]"):
-        f.write_text(f'{{"question": "q", "answer": "a", "id": {ident}}}\n')
-        with pytest.raises(QAFileError, match="line 1: field 'id'"):
-            read_qa_file(f)
+    f.write_text("".join(f'{{"question": "q", "answer": "a", "id": {ident}}}\n' for ident in ("null", '""', "true", "[1]")))
+    with pytest.raises(QAFileError, match="4 bad line"):  # every bad line, not the first only
+        read_qa_file(f)
     f.write_text('{"question": "q", "answer": "a", "id": 7}\n{"question": "r", "answer": "b"}\n')
     assert [item.id for item in read_qa_file(f)] == ["7", "line-2"]
 
