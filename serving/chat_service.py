@@ -33,6 +33,9 @@ from serving.protocol import ApiError, ChatRequest, ChunkWriter, completion
 
 Retriever = Callable[[str, int, Sequence[str]], list[SourceDoc]]  # question, k, groups -> context
 log = logging.getLogger("raft.gateway")
+# What reading a reply that is not vLLM's raises (not JSON, no choices, a null delta): a 502 that
+# says so, not a 500, and never a stream cut off without its error event.
+UNREADABLE = (ValueError, TypeError, AttributeError, KeyError, IndexError)
 
 # Chat-template tokens around the messages, counted on top of the text's bytes when deciding
 # whether a prompt can possibly overflow the window without asking vLLM to tokenize it.
@@ -134,10 +137,12 @@ class RagChatService:
         t = time.perf_counter()
         try:
             upstream = await self.client.chat.completions.create(**p.request())
+            choice, usage = upstream.choices[0], upstream.usage
+            output, finish = choice.message.content or "", choice.finish_reason
         except openai.APIError as e:
             raise self._upstream_error(e) from None
-        choice, usage = upstream.choices[0], upstream.usage
-        output, finish = choice.message.content or "", choice.finish_reason
+        except UNREADABLE as e:
+            raise self._unreadable(e) from None
         again = await self._reask(p, output, usage.completion_tokens if usage else None)
         if again is not None:
             output, finish, more = again
@@ -164,6 +169,15 @@ class RagChatService:
 
     async def _events(self, p: Prepared, upstream: Any, t: float) -> AsyncIterator[str]:
         writer = ChunkWriter(p.body.model)
+        try:
+            async for event in self._answer_events(p, upstream, t, writer):
+                yield event
+        except Exception as e:  # the 200 is sent: the client must still get an error event and the end
+            error = self._unreadable(e) if isinstance(e, UNREADABLE) else self._failed(e)
+            yield writer.error(error)
+            yield writer.DONE
+
+    async def _answer_events(self, p: Prepared, upstream: Any, t: float, writer: ChunkWriter) -> AsyncIterator[str]:
         output, shown, finish, used = "", "", None, None
         may_reask = p.grounder.asks_again  # then an answer that could still turn out to echo the question is held back
         yield writer.event({"role": "assistant", "content": ""})
@@ -217,11 +231,14 @@ class RagChatService:
         prefix, fields = request
         try:
             again = await self.client.chat.completions.create(**fields)
+            choice = again.choices[0]
+            answer = prefix + (choice.message.content or ""), choice.finish_reason, again.usage.completion_tokens if again.usage else 0
         except openai.APIError as e:
             raise self._upstream_error(e) from None
+        except UNREADABLE as e:
+            raise self._unreadable(e) from None
         self.metrics.reasked.inc()
-        choice = again.choices[0]
-        return prefix + (choice.message.content or ""), choice.finish_reason, again.usage.completion_tokens if again.usage else 0
+        return answer
 
     async def _retrieve(self, question: str, body: ChatRequest, groups: tuple[str, ...]) -> list[SourceDoc]:
         k = body.raft.k or self.settings.serving.k
@@ -261,9 +278,12 @@ class RagChatService:
             return None
         except openai.APIError as e:
             raise self._upstream_error(e) from None
-        counted = reply.json()
-        self.max_model_len = int(counted.get("max_model_len") or self.max_model_len)
-        return int(counted["count"])
+        try:
+            counted = reply.json()
+            self.max_model_len = int(counted.get("max_model_len") or self.max_model_len)
+            return int(counted["count"])
+        except UNREADABLE as e:
+            raise self._unreadable(e) from None
 
     def _upstream_error(self, e: openai.APIError) -> ApiError:
         """What the client is told when vLLM fails; what vLLM said goes to the log only."""
@@ -281,6 +301,22 @@ class RagChatService:
             error = ApiError(503, f"the model server is unavailable ({type(e).__name__}); retry shortly", "server_error",
                              code="upstream_unavailable")
         self.metrics.errors.labels(error.code or error.kind).inc()
+        return error
+
+    def _unreadable(self, e: Exception) -> ApiError:
+        """A reply from vLLM (or whatever answers at its address) that is not what vLLM sends."""
+        log.error("the model server sent a reply that cannot be read: %r", e)
+        error = ApiError(502, "the model server sent a reply this gateway cannot read; retry shortly", "server_error",
+                         code="upstream_bad_reply")
+        self.metrics.errors.labels(error.code).inc()
+        return error
+
+    def _failed(self, e: Exception) -> ApiError:
+        """A stream that broke off on this gateway's side: the status line is sent, so it ends in an error event."""
+        log.error("a streamed answer failed", exc_info=e)
+        error = ApiError(500, "the answer failed on the gateway; retry, and see its log if it happens again", "server_error",
+                         code="internal_error")
+        self.metrics.errors.labels(error.code).inc()
         return error
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -108,28 +108,51 @@ def create_app(
             raise ApiError(429, f"more than {settings.serving.max_concurrency} requests in flight; retry shortly", "rate_limit_error",
                            code="too_many_requests")
         await slots.acquire()
-        metrics.in_flight.inc()
-
-        def release() -> None:
-            metrics.in_flight.dec()
-            slots.release()
-
+        slot = _Slot(slots, metrics)
         try:
             prepared = await service.prepare(body, caller)
             if body.stream:
                 events = await service.stream(prepared)
-                # The slot is held until the stream ends.
-                return StreamingResponse(events, media_type="text/event-stream", background=BackgroundTask(release))
+                # The slot is held until the stream ends, however it ends.
+                return StreamingResponse(slot.held_by(events), media_type="text/event-stream", background=BackgroundTask(slot.release_async))
             response = JSONResponse(await service.complete(prepared))
         except BaseException:
-            release()
+            slot.release()
             raise
-        release()
+        slot.release()
         return response
 
     app.router.add_event_handler("shutdown", client.close)
     app.add_middleware(CountStatuses, metrics=metrics)
     return app
+
+
+class _Slot:
+    """One of `serving.max_concurrency` places of a request in flight, given back once however the request ends."""
+
+    def __init__(self, slots: asyncio.Semaphore, metrics: Metrics) -> None:
+        self.slots, self.metrics, self.held = slots, metrics, True
+        metrics.in_flight.inc()
+
+    def release(self) -> None:
+        """Give the place back (a second call does nothing)."""
+        if self.held:
+            self.held = False
+            self.metrics.in_flight.dec()
+            self.slots.release()
+
+    async def release_async(self) -> None:
+        """`release` as a background task: Starlette runs a plain function in a worker thread, beside the event loop."""
+        self.release()
+
+    async def held_by(self, events: AsyncIterator[str]) -> AsyncIterator[str]:
+        """`events`, giving the place back when they end: a stream that raises ends before Starlette runs its
+        background task, which alone would lose the place for good."""
+        try:
+            async for event in events:
+                yield event
+        finally:
+            self.release()
 
 
 class CountStatuses:

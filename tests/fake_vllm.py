@@ -36,6 +36,7 @@ class FakeVLLM:
         self.cut_at_dot = False  # the answer stops at a dot inside a word ("mod" of "mod.rs"), as small models do
         self.echo = False  # the answer is the question's last word, as small models do ("What did X rename its Forte to?" -> "Forte")
         self.answer_words = 4  # how many words of its first quote the answer has
+        self.reply_body: bytes | None = None  # a 200 whose body is not vLLM's (a proxy's page, "{}"), on every endpoint
         self.requests: list[dict] = []
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -45,6 +46,8 @@ class FakeVLLM:
         if self.timeout and request.url.path != "/tokenize":
             raise httpx.ReadTimeout("no answer in time", request=request)
         self.requests.append({"path": request.url.path, **body})
+        if self.reply_body is not None:
+            return httpx.Response(200, content=self.reply_body, headers={"content-type": "application/json"})
         if request.url.path == "/tokenize":
             size = sum(len(m["content"].encode()) for m in body["messages"])
             return httpx.Response(200, json={"count": int(size * self.tokens_per_byte) + 20, "max_model_len": self.window, "tokens": []})

@@ -78,7 +78,7 @@ def fake(gateway):
     url, fake = gateway
     yield fake
     fake.down, fake.timeout, fake.tokens_per_byte, fake.token_delay_s, fake.cut_at_dot, fake.echo = False, False, 0.25, 0.0, False, False
-    fake.answer_words = 4
+    fake.answer_words, fake.reply_body = 4, None
     fake.requests.clear()
 
 
@@ -258,6 +258,44 @@ def test_a_stream_broken_off_ends_with_an_error_event_and_done(gateway, fake):
     assert reply.status_code == 200
     assert json.loads(events[-2][6:])["error"]["type"] == "server_error"
     assert events[-1] == "data: [DONE]"
+
+
+@pytest.mark.parametrize("bad_line", [b"data: {not json\n\n", b'data: {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [{"index": 0, "delta": null, "finish_reason": null}]}\n\n'])
+def test_a_stream_vllm_garbles_ends_with_an_error_event_and_gives_its_slot_back(gateway, fake, bad_line):
+    url, _ = gateway
+
+    async def garbled(model, pieces, usage):
+        yield b'data: {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [{"index": 0, "delta": {"content": "Doc"}, "finish_reason": null}]}\n\n'
+        yield bad_line
+
+    fake._events = garbled
+    try:
+        for _ in range(SETTINGS.serving.max_concurrency + 1):  # more than the slots: a lost slot would show as a 429
+            with httpx.stream("POST", f"{url}/v1/chat/completions", json=question("How fast does the V10 close?", stream=True), headers=PUBLIC) as reply:
+                events = [line for line in reply.iter_lines() if line.startswith("data: ")]
+            assert reply.status_code == 200
+            assert json.loads(events[-2][6:])["error"]["code"] == "upstream_bad_reply"
+            assert events[-1] == "data: [DONE]"
+    finally:
+        del fake._events
+    assert ask(url, question("How fast does the V10 close?")).status_code == 200
+    assert re.search(r"^raft_in_flight 0", httpx.get(f"{url}/metrics").text, re.M)
+
+
+@pytest.mark.parametrize("body", [b"{}", b'{"choices": []}', b"<html><body>502 Bad Gateway</body></html>"])
+def test_a_reply_that_is_not_vllms_is_a_502_streaming_or_not(gateway, fake, body):
+    url, _ = gateway
+    fake.reply_body = body
+    assert_openai_error(ask(url, question("How fast does the V10 close?")), 502, code="upstream_bad_reply")
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=question("How fast does the V10 close?", stream=True), headers=PUBLIC) as reply:
+        reply.read()
+    if reply.status_code == 200:  # the SDK reads a stream's lines only once the status is sent
+        assert '"upstream_bad_reply"' in reply.text and reply.text.rstrip().endswith("data: [DONE]")
+    else:
+        assert_openai_error(reply, 502, code="upstream_bad_reply")
+    fake.reply_body = None
+    assert ask(url, question("How fast does the V10 close?")).status_code == 200
+    assert re.search(r"^raft_in_flight 0", httpx.get(f"{url}/metrics").text, re.M)
 
 
 def test_every_status_code_has_a_metrics_series(gateway, fake):
