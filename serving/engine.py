@@ -24,7 +24,13 @@ BASE = "base"
 
 
 class SwapError(RuntimeError):
-    """A version could not be loaded or did not answer the probe; the old one keeps serving."""
+    """A version could not be loaded or did not answer the probe; the old one keeps serving. The
+    message holds what vLLM said (for the log); `reason` only what went wrong, for `/health`, which
+    answers anyone: no vLLM address, file path or vLLM text."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -33,7 +39,7 @@ class SwapRecord:
     ok: bool
     at: float
     seconds: float
-    error: str = ""
+    error: str = ""  # SwapError.reason: what /health shows
 
 
 class Engine:
@@ -75,7 +81,7 @@ class Engine:
                     self._load(version, adapter_dir)
                 self._probe(version)
             except SwapError as e:
-                self.last_swap = SwapRecord(version, False, time.time(), time.perf_counter() - began, str(e))
+                self.last_swap = SwapRecord(version, False, time.time(), time.perf_counter() - began, e.reason)
                 raise
             self.loaded.add(version)
             self.active = version
@@ -86,13 +92,13 @@ class Engine:
         try:
             load_adapter(self.url, version, adapter_dir, self._timeout)  # a no-op when vLLM already serves it
         except AdapterError as e:
-            raise SwapError(str(e)) from None
+            raise SwapError(str(e), "vLLM did not load its adapter (the gateway's log has vLLM's reply)") from None
 
     def _probe(self, version: str) -> None:
         try:
             with model_client(self.url, self._timeout) as client:
                 done = complete(client, version, [{"role": "user", "content": "Question: ping"}], Sampling(max_tokens=2))
         except GenerationError as e:
-            raise SwapError(f"{version} was loaded but did not answer the probe: {e}") from None
+            raise SwapError(f"{version} was loaded but did not answer the probe: {e}", "it was loaded but did not answer a probe (see the gateway's log)") from None
         if done.completion_tokens < 1:
-            raise SwapError(f"{version} answered the probe with no tokens")
+            raise SwapError(f"{version} answered the probe with no tokens", "it answered a probe with no tokens")

@@ -252,6 +252,8 @@ def test_promotion_swaps_without_downtime_and_a_broken_version_is_refused(stack,
     assert not s.engine.last_swap.ok and s.engine.active == second.name, "the old version keeps serving"
     health = httpx.get(url.removesuffix("/v1") + "/health").json()
     assert health["production"] == second.name and health["last_swap"]["version"] == bad.name and not health["last_swap"]["ok"]
+    error = health["last_swap"]["error"]  # /health answers anyone: what failed, not vLLM's address, paths or words
+    assert "did not load" in error and str(tmp_path) not in error and "http" not in error
 
 
 @pytest.mark.slow
