@@ -35,7 +35,7 @@ from serving.gateway import create_app
 from serving.grounding import version_floor
 from serving.vllm_process import VLLMServer, VLLMSettings, for_versions
 from training.base_model import resolve_base_model
-from training.registry import Version, get_version, read_aliases
+from training.registry import RegistryError, Version, get_version, read_aliases
 
 log = logging.getLogger("raft.serve")
 
@@ -57,6 +57,7 @@ class Stack:
     base_path: str  # the base model's checkpoint (resolved and verified once, at start)
     stop_event: threading.Event
     floors: dict[str, float]  # served version -> evidence floor, which the gateway reads per request
+    trained_on: dict[str, tuple[str, ...]]  # served version -> the groups whose documents it was trained on
     embedder: Embedder  # the retrieval's, which quote candidates and the evidence floor are measured with
 
     def stop(self) -> None:
@@ -91,10 +92,12 @@ def start_stack(cfg: RaftConfig, vllm_log: Path | None = None) -> Stack:
     embedder = make_embedder(cfg)
     retrieve = make_retriever(store, embedder)
     floors: dict[str, float] = {}
+    trained_on: dict[str, tuple[str, ...]] = {}
     if version is not None:
-        _add_floor(cfg, floors, version, embedder)
-    app = create_app(GatewaySettings(cfg.serving, cfg.generation, cfg.vllm), engine, retrieve, embedder.encode, floors=floors)
-    stack = Stack(cfg, server, engine, app, retrieve, store, base_path, threading.Event(), floors, embedder)
+        _note_version(cfg, floors, trained_on, version, embedder)
+    app = create_app(GatewaySettings(cfg.serving, cfg.generation, cfg.vllm), engine, retrieve, embedder.encode, floors=floors,
+                     trained_on=trained_on)
+    stack = Stack(cfg, server, engine, app, retrieve, store, base_path, threading.Event(), floors, trained_on, embedder)
     if server is not None:
         threading.Thread(target=_supervise, args=(stack, folder), name="vllm-supervisor", daemon=True).start()
     if s.model == "production" and not cfg.vllm.merged:
@@ -163,8 +166,12 @@ def _configured_version(cfg: RaftConfig) -> Version | None:
     return get_version(folder, cfg.serving.model)
 
 
-def _add_floor(cfg: RaftConfig, floors: dict[str, float], version: Version, embedder: Embedder) -> None:
-    """Put `version`'s evidence floor, if it has one, into `floors`."""
+def _note_version(
+    cfg: RaftConfig, floors: dict[str, float], trained_on: dict[str, tuple[str, ...]], version: Version, embedder: Embedder
+) -> None:
+    """Put what the gateway checks per request about `version` into `floors` (its evidence floor, if it
+    has one) and `trained_on` (the groups whose documents it learned from: callers must be in them)."""
+    trained_on[version.name] = version.audience
     floor = version_floor(version, cfg.generation, embedder.encode, embedder.name)
     if floor is not None:
         floors[version.name] = floor
@@ -208,10 +215,10 @@ def _watch_registry(stack: Stack, folder: Path) -> None:
             if name is None or name in (stack.engine.active, failed):
                 continue
             version = get_version(folder, name)
-            _add_floor(stack.cfg, stack.floors, version, stack.embedder)  # before the swap: its first answer already has it
+            _note_version(stack.cfg, stack.floors, stack.trained_on, version, stack.embedder)  # before the swap: its first answer already has it
             record = stack.engine.swap(name, adapter_path(stack.cfg.vllm, version))
             log.info("now serving %s (loaded and probed in %.1f s)", name, record.seconds)
-        except SwapError as e:
+        except (SwapError, RegistryError) as e:
             failed = name
             log.error("kept serving %s: %s", stack.engine.active, e)
         except Exception:  # the watcher must outlive a bad registry read

@@ -18,7 +18,6 @@ from typing import Any, Generic, TypeVar
 
 from retrieval.index import Hit, IndexedDoc
 
-PUBLIC = "public"
 DENSE, SPARSE = "dense", "bm25"  # the vector names of a chunk
 # Hybrid search fuses this many candidates of each ranking at least (more when k is larger), by
 # reciprocal rank (`fuse`). 60 is the constant of the RRF paper (Cormack et al., 2009); a small one
@@ -84,12 +83,6 @@ def hits_in_order(top: list[Scored], payloads: Iterable[tuple[Any, dict[str, Any
     missing (deleted since the search) is left out."""
     by_id = {str(point_id): payload for point_id, payload in payloads}
     return [hit(chunk_id, score, by_id[chunk_id]) for chunk_id, score in top if chunk_id in by_id]
-
-
-def visible_labels(groups: Iterable[str]) -> list[str]:
-    """The access labels a caller in `groups` may read: a chunk is visible when any of its labels
-    is among them (public always is)."""
-    return sorted({PUBLIC, *groups})
 
 
 def hit(point_id: Any, score: float, payload: dict[str, Any] | None) -> Hit:

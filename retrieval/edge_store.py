@@ -32,8 +32,8 @@ import qdrant_edge as qe
 from contracts.atomic import write_text_atomic
 from contracts.settings import SearchMode
 from retrieval import backend
-from retrieval.backend import DENSE, INDEXED_FIELDS, SPARSE, STATE_FIELDS, PerFolder, fusion_depth, visible_labels
-from retrieval.index import Hit, IndexedDoc, StoreError
+from retrieval.backend import DENSE, INDEXED_FIELDS, SPARSE, STATE_FIELDS, PerFolder, fusion_depth
+from retrieval.index import Hit, IndexedDoc, StoreError, visible_labels
 from retrieval.sparse import SparseVector, query_vector
 
 ALIASES = "aliases.json"

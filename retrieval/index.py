@@ -19,6 +19,15 @@ from contracts.prompt import ContextDoc
 from retrieval.sparse import SparseVector
 
 
+PUBLIC = "public"  # the access label every caller may read
+
+
+def visible_labels(groups: Iterable[str]) -> list[str]:
+    """The access labels a caller in `groups` may read: a chunk is visible when any of its labels
+    is among them (public always is)."""
+    return sorted({PUBLIC, *groups})
+
+
 class StoreError(RuntimeError):
     """Qdrant cannot be reached, or holds something this version cannot use."""
 

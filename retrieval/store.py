@@ -28,9 +28,9 @@ from qdrant_client import QdrantClient, models
 
 from contracts.settings import QdrantConfig, SearchMode
 from retrieval import backend
-from retrieval.backend import DENSE, INDEXED_FIELDS, SPARSE, STATE_FIELDS, PerFolder, fusion_depth, visible_labels
+from retrieval.backend import DENSE, INDEXED_FIELDS, SPARSE, STATE_FIELDS, PerFolder, fusion_depth
 from retrieval.edge_store import EdgeStore
-from retrieval.index import Hit, IndexedDoc, IndexWriter, StoreError
+from retrieval.index import Hit, IndexedDoc, IndexWriter, StoreError, visible_labels
 from retrieval.sparse import SparseVector, query_vector
 
 

@@ -26,6 +26,7 @@ from contracts.answers import echoes_question
 from contracts.prompt import ANSWER_PREFIX, BEGIN_QUOTE, END_QUOTE, ContextDoc, ParsedOutput, build_messages, parse_output
 from contracts.settings import GenerationConfig, ServingConfig, VLLMConfig
 from contracts.textmatch import answer_tokens
+from retrieval.index import visible_labels
 from serving.citations import SourceDoc, cite
 from serving.engine import Engine
 from serving.grounding import Embed, Grounder, abstained, answer_grounded
@@ -100,7 +101,7 @@ class RagChatService:
 
     def __init__(
         self, settings: GatewaySettings, engine: Engine, retrieve: Retriever, embed: Embed, client: openai.AsyncOpenAI, metrics: Metrics,
-        floors: Mapping[str, float] | None = None,
+        floors: Mapping[str, float] | None = None, trained_on: Mapping[str, Sequence[str]] | None = None,
     ):
         self.settings, self.engine, self.retrieve, self.client, self.metrics = settings, engine, retrieve, client, metrics
         self.grounder = Grounder.from_config(settings.generation, embed)
@@ -108,6 +109,8 @@ class RagChatService:
         # caller keeps it current across swaps). Retrieved context only: documents a caller brings
         # are not the corpus it was calibrated on.
         self.floors = floors if floors is not None else {}
+        # Served model -> the access groups whose documents it was trained on (kept current the same way).
+        self.trained_on = trained_on if trained_on is not None else {}
         self.max_model_len = settings.vllm.max_model_len
 
     async def prepare(self, body: ChatRequest, groups: tuple[str, ...]) -> Prepared:
@@ -118,6 +121,11 @@ class RagChatService:
         except KeyError:
             raise ApiError(404, f"model {body.model!r} does not exist; available: {', '.join(self.engine.models())}",
                            param="model", code="model_not_found") from None
+        # A model can repeat what it was trained on, whatever the context: its training groups bind it as they bind documents.
+        if missing := sorted(set(self.trained_on.get(served, ())) - set(visible_labels(groups))):
+            raise ApiError(403, f"model {body.model!r} was trained on documents of {', '.join(missing)}, which this key may not "
+                           "read: ask with a key of those groups, or ask model 'base'", "permission_error", param="model",
+                           code="model_not_permitted")
         question = _question(body, self.settings)
         max_tokens = body.max_completion_tokens or body.max_tokens or self.settings.serving.default_max_tokens
         if max_tokens > self.settings.serving.max_tokens:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -44,16 +44,17 @@ log = logging.getLogger("raft.gateway")
 
 def create_app(
     settings: GatewaySettings, engine: Engine, retrieve: Retriever, embed: Embed, http_client: httpx.AsyncClient | None = None,
-    floors: Mapping[str, float] | None = None,
+    floors: Mapping[str, float] | None = None, trained_on: Mapping[str, Sequence[str]] | None = None,
 ) -> FastAPI:
     """The gateway app over a running vLLM (`engine`), a retriever and the embedding model that ranks
     quote candidates (`embed`); `http_client` carries the calls to vLLM (tests pass one with a fake
-    vLLM behind it); `floors` holds each served version's evidence floor (read at each request, so
-    the caller may add a version's before swapping it in)."""
+    vLLM behind it); `floors` holds each served version's evidence floor and `trained_on` the access
+    groups whose documents it was trained on (both read at each request, so the caller may add a
+    version's before swapping it in)."""
     app = FastAPI(title="raft gateway", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = Metrics()
     client = async_model_client(engine.url, settings.serving.upstream_timeout_s, http_client)
-    service = RagChatService(settings, engine, retrieve, embed, client, metrics, floors)
+    service = RagChatService(settings, engine, retrieve, embed, client, metrics, floors, trained_on)
     app.state.metrics, app.state.service = metrics, service
     slots = asyncio.Semaphore(settings.serving.max_concurrency)
 

@@ -151,6 +151,25 @@ def test_a_caller_who_may_see_no_retrieved_document_gets_i_dont_know_not_a_free_
     assert body["raft"]["below_evidence_floor"] is True
 
 
+def test_a_version_trained_on_hr_documents_answers_only_hr_callers(fake, embedder):
+    """It can repeat hr text from its weights whatever the context, so its training groups bind it:
+    a public key gets a 403 for it (and may still ask the base model); an hr key gets its answer."""
+    app = create_app(SETTINGS, Engine("http://vllm.test/v1", "raft-v1"), lambda question, k, groups: [], embedder.encode,
+                     httpx.AsyncClient(transport=httpx.MockTransport(fake)), trained_on={"raft-v1": ("public", "hr")})
+
+    async def ask_app(model: str, key: str) -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client:
+            body = {**question("What do Band S3 engineers earn?"), "model": model}
+            return await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+    error = assert_openai_error(asyncio.run(ask_app("raft", "public-key")), 403, "model", "model_not_permitted")
+    assert "trained on documents of hr" in error["message"]
+    assert_openai_error(asyncio.run(ask_app("raft-v1", "public-key")), 403, "model", "model_not_permitted")
+    assert not [r for r in fake.requests if r["path"] == "/v1/chat/completions"], "refused before vLLM is asked"
+    assert asyncio.run(ask_app("base", "public-key")).status_code == 200
+    assert asyncio.run(ask_app("raft", "hr-key")).status_code == 200
+
+
 def test_a_lone_surrogate_in_the_question_is_a_400_naming_the_field(gateway, fake):
     url, _ = gateway
     raw = b'{"model": "raft", "messages": [{"role": "user", "content": "\\ud800 warranty?"}]}'

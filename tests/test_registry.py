@@ -49,3 +49,12 @@ def test_unknown_versions_and_aliases_are_refused_with_the_known_ones(tmp_path):
     with pytest.raises(RegistryError, match="unknown alias"):
         set_alias(models, "staging", v.name)
     assert read_aliases(models) == {"production": None}
+
+
+def test_a_version_names_whose_documents_it_was_trained_on_or_is_refused(tmp_path):
+    models = tmp_path / "models"
+    hr = register(models, fake_adapter(tmp_path / "a"), {"dataset": {"settings": {"audience": ["public", "hr"]}}})
+    assert hr.audience == ("public", "hr")
+    silent = register(models, fake_adapter(tmp_path / "b"), {"dataset": {"settings": {}}})
+    with pytest.raises(RegistryError, match=r"does not say whose documents it was trained on.*train it again"):
+        silent.audience  # never taken for public

@@ -231,7 +231,8 @@ def test_bad_key_oversized_and_malformed_requests_get_openai_errors(stack):
 def test_promotion_swaps_without_downtime_and_a_broken_version_is_refused(stack, tmp_path):
     s, url, first, work = stack
     models = work / "models"
-    second = register(models, shutil.copytree(models / first / "adapter", tmp_path / "a2"), {"serving": {"max_lora_rank": 16}})
+    public = {"dataset": {"settings": {"audience": ["public"]}}}  # whose documents it learned from: the gateway checks it
+    second = register(models, shutil.copytree(models / first / "adapter", tmp_path / "a2"), {"serving": {"max_lora_rank": 16}, **public})
     set_alias(models, "production", second.name)
     deadline = time.monotonic() + 120
     while s.engine.active != second.name and time.monotonic() < deadline:
@@ -244,7 +245,7 @@ def test_promotion_swaps_without_downtime_and_a_broken_version_is_refused(stack,
     shutil.copytree(models / first / "adapter", broken)
     config = json.loads((broken / "adapter_config.json").read_text())
     (broken / "adapter_config.json").write_text(json.dumps({**config, "r": 512, "lora_alpha": 1024}))  # above --max-lora-rank
-    bad = register(models, broken, {})
+    bad = register(models, broken, public)
     set_alias(models, "production", bad.name)
     deadline = time.monotonic() + 60
     while (s.engine.last_swap.version != bad.name) and time.monotonic() < deadline:

@@ -140,7 +140,7 @@ def test_supervisor_restarts_once_the_old_group_is_gone_and_stack_stop_ends_the_
     cfg = load_config(REPO / "raft.yaml", {"work_dir": str(tmp_path / "work"), "serving.vllm_port": str(port)})
     server = stand_in(tmp_path, port).start()
     stack = Stack(cfg=cfg, vllm=server, engine=SimpleNamespace(loaded=set()), app=None, retrieve=None,
-                  store=SimpleNamespace(close=lambda: None), base_path="stand-in", stop_event=threading.Event(), floors={},
+                  store=SimpleNamespace(close=lambda: None), base_path="stand-in", stop_event=threading.Event(), floors={}, trained_on={},
                   embedder=None)
     supervisor = threading.Thread(target=_supervise, args=(stack, tmp_path / "work" / "models"), daemon=True)
     old_pgid, old_process = server.pgid, server.process

@@ -55,6 +55,17 @@ class Version:
         """The merged model folder, when the version has one."""
         return self.path / "merged" if (self.path / "merged").is_dir() else None
 
+    @property
+    def audience(self) -> tuple[str, ...]:
+        """The access groups whose documents its training data could hold (`dataset.audience`): a
+        model repeats what it learned, so only callers in all of them may ask it. A version that
+        does not say is a RegistryError, never taken for public."""
+        audience = self.metadata.get("dataset", {}).get("settings", {}).get("audience")
+        if not isinstance(audience, list) or not all(isinstance(g, str) for g in audience):
+            raise RegistryError(f"{self.name}'s metadata.json does not say whose documents it was trained on "
+                                "(dataset.settings.audience): train it again")
+        return tuple(audience)
+
     def summary(self) -> dict[str, Any]:
         """What `raft models --json` shows of a version."""
         return {"name": self.name, "path": str(self.path), "created": self.metadata.get("created"), "metrics": self.metadata.get("metrics", {})}
