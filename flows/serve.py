@@ -16,6 +16,7 @@ every promotion, by its path under vllm.adapter_root (where that server mounts t
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -137,14 +138,18 @@ def serve(cfg: RaftConfig, flow_inputs: tuple[str | None, dict[str, Any]] | None
 
 
 def example_answer(cfg: RaftConfig, question: str) -> dict[str, Any]:
-    """Start the stack, ask `question` through the gateway (as a public caller), stop it; the
-    gateway's response: answer, citations, the retrieved context."""
+    """Start the stack, ask `question` through the gateway (as a caller in `dataset.audience`, who
+    may ask a version trained on it: public by default), stop it; the gateway's response: answer,
+    citations, the retrieved context."""
     from fastapi.testclient import TestClient
 
-    stack = start_stack(cfg.model_copy(update={"serving": cfg.serving.model_copy(update={"anonymous": True})}))
+    key = secrets.token_urlsafe(24)  # this call's own, never written anywhere
+    keys = {**cfg.serving.api_keys, key: list(cfg.dataset.audience)}
+    stack = start_stack(cfg.model_copy(update={"serving": cfg.serving.model_copy(update={"api_keys": keys})}))
     try:
         with TestClient(stack.app) as client:
-            response = client.post("/v1/chat/completions", json={"model": "raft", "messages": [{"role": "user", "content": question}]})
+            response = client.post("/v1/chat/completions", json={"model": "raft", "messages": [{"role": "user", "content": question}]},
+                                   headers={"Authorization": f"Bearer {key}"})
         body = response.json()
         if response.status_code != 200:
             raise ServeError(f"the gateway answered {response.status_code}: {body.get('error', {}).get('message')}")
