@@ -195,6 +195,10 @@ class ServingConfig(_Section):
     max_message_chars: int = Field(8000, ge=1)
     max_documents: int = Field(50, ge=1, description="documents a request may bring itself")
     max_document_chars: int = Field(50_000, ge=1)
+    max_request_bytes: int = Field(
+        2_000_000, ge=1024, description="a request body's size (413 above it): read before the limits above are checked, on the "
+        "event loop every request shares",
+    )
     default_max_tokens: int = Field(256, ge=1)
     max_tokens: int = Field(1024, ge=1)
     max_concurrency: int = Field(16, ge=1)

@@ -351,6 +351,24 @@ def test_malformed_bodies_paths_and_methods_get_openai_shaped_errors(gateway, fa
     assert_openai_error(httpx.get(f"{url}/v1/chat/completions", headers=PUBLIC), 405, code="method_not_allowed")
 
 
+def test_a_body_past_the_limit_is_a_413_before_it_is_read_whole(gateway, fake):
+    url, _ = gateway
+    limit = SETTINGS.serving.max_request_bytes
+    padded = question("How fast does the V10 close?")
+    padded["messages"].insert(0, {"role": "system", "content": "a" * limit})
+    assert_openai_error(ask(url, padded), 413, code="request_too_large")
+
+    def chunked():  # no Content-Length: the limit holds while the body streams in
+        yield b'{"model": "raft", "messages": [{"role": "system", "content": "'
+        for _ in range(limit // 65536 + 2):
+            yield b"a" * 65536
+        yield b'"}]}'
+
+    reply = httpx.post(f"{url}/v1/chat/completions", content=chunked(), headers={"content-type": "application/json", **PUBLIC}, timeout=30)
+    assert_openai_error(reply, 413, code="request_too_large")
+    assert ask(url, question("How fast does the V10 close?")).status_code == 200
+
+
 def test_upstream_refusals_and_oversized_contexts_are_clear_400s_not_vllm_text(gateway, fake):
     url, _ = gateway
     error = assert_openai_error(ask(url, question("hi", seed=2**70)), 400, "seed")
