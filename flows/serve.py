@@ -212,20 +212,33 @@ def make_retriever(store: IndexReader, embedder: Embedder) -> Retriever:
     return retrieve
 
 
+# A version that failed to load or answer is tried again after this long: the failure may have
+# been vLLM restarting, or a probe that timed out once, and deploy waits flows.deploy_timeout_s.
+RETRY_FAILED_S = 60.0
+
+
 def _watch_registry(stack: Stack, folder: Path) -> None:
-    failed: str | None = None  # a version that failed to load is not retried until production moves again
+    failed: dict[str, float] = {}  # version -> when it last failed to load (time.monotonic)
     while not stack.stop_event.wait(stack.cfg.serving.poll_s):
+        name = None
         try:
             name = read_aliases(folder)["production"]
-            if name is None or name in (stack.engine.active, failed):
+            if name is None or time.monotonic() - failed.get(name, -RETRY_FAILED_S) < RETRY_FAILED_S:
                 continue
+            if name == stack.engine.active:
+                if not stack.engine.lost(name):
+                    continue
+                # A vLLM that restarted on its own (vllm.url: a pod, a compose restart) forgot the adapters loaded at runtime.
+                log.warning("the vLLM at %s no longer serves %s: loading it again", stack.engine.url, name)
+                stack.engine.loaded.discard(name)
             version = get_version(folder, name)
             _note_version(stack.cfg, stack.floors, stack.trained_on, version, stack.embedder)  # before the swap: its first answer already has it
             record = stack.engine.swap(name, adapter_path(stack.cfg.vllm, version))
+            failed.pop(name, None)
             log.info("now serving %s (loaded and probed in %.1f s)", name, record.seconds)
         except (SwapError, RegistryError) as e:
-            failed = name
-            log.error("kept serving %s: %s", stack.engine.active, e)
+            failed[name] = time.monotonic()
+            log.error("kept serving %s: %s (tried again in %.0f s)", stack.engine.active, e, RETRY_FAILED_S)
         except Exception:  # the watcher must outlive a bad registry read
             log.exception("registry watcher")
 

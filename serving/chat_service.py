@@ -298,6 +298,10 @@ class RagChatService:
         timeout = self.settings.serving.upstream_timeout_s
         if isinstance(e, openai.APITimeoutError):
             error = ApiError(504, f"the model server did not answer within {timeout:.0f} s", "server_error", code="upstream_timeout")
+        elif isinstance(e, openai.NotFoundError):  # the model is unknown to vLLM: not the client's doing
+            log.error("vLLM does not serve the model asked for (404): %s", e.response.text[:500])
+            error = ApiError(503, "the model server does not serve this model right now (it may have restarted); retry shortly",
+                             "server_error", code="model_unavailable")
         elif isinstance(e, openai.APIStatusError) and e.status_code < 500:
             log.warning("vLLM refused a request (%d): %s", e.status_code, e.response.text[:500])
             error = ApiError(400, f"the model server refused the request ({e.status_code}); check its parameters",

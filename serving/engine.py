@@ -72,6 +72,15 @@ class Engine:
         except httpx.HTTPError:
             return False
 
+    def lost(self, version: str) -> bool:
+        """Whether vLLM answers its model list without `version` (False when it does not answer: a
+        vLLM that is down has lost nothing yet)."""
+        try:
+            reply = httpx.get(f"{self.url}/models", timeout=5)
+            return reply.status_code == 200 and version not in {m.get("id") for m in reply.json().get("data", [])}
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return False
+
     def swap(self, version: str, adapter_dir: Path) -> SwapRecord:
         """Load `version` into vLLM, probe it, then make it what `raft` answers with; raises SwapError."""
         with self._lock:  # one swap at a time

@@ -37,6 +37,7 @@ class FakeVLLM:
         self.echo = False  # the answer is the question's last word, as small models do ("What did X rename its Forte to?" -> "Forte")
         self.answer_words = 4  # how many words of its first quote the answer has
         self.reply_body: bytes | None = None  # a 200 whose body is not vLLM's (a proxy's page, "{}"), on every endpoint
+        self.served: set[str] | None = None  # the models it serves (None: any); others get vLLM's 404, as after a restart
         self.requests: list[dict] = []
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -48,6 +49,8 @@ class FakeVLLM:
         self.requests.append({"path": request.url.path, **body})
         if self.reply_body is not None:
             return httpx.Response(200, content=self.reply_body, headers={"content-type": "application/json"})
+        if self.served is not None and body.get("model") not in self.served:
+            return httpx.Response(404, json={"error": {"message": f"The model `{body.get('model')}` does not exist.", "type": "NotFoundError"}})
         if request.url.path == "/tokenize":
             size = sum(len(m["content"].encode()) for m in body["messages"])
             return httpx.Response(200, json={"count": int(size * self.tokens_per_byte) + 20, "max_model_len": self.window, "tokens": []})

@@ -78,7 +78,7 @@ def fake(gateway):
     url, fake = gateway
     yield fake
     fake.down, fake.timeout, fake.tokens_per_byte, fake.token_delay_s, fake.cut_at_dot, fake.echo = False, False, 0.25, 0.0, False, False
-    fake.answer_words, fake.reply_body = 4, None
+    fake.answer_words, fake.reply_body, fake.served = 4, None, None
     fake.requests.clear()
 
 
@@ -349,6 +349,13 @@ def test_malformed_bodies_paths_and_methods_get_openai_shaped_errors(gateway, fa
     assert_openai_error(ask(url, question("hi", temperature="hot")), 400, "temperature")
     assert_openai_error(httpx.get(f"{url}/v1/nothing-here", headers=PUBLIC), 404, code="unknown_url")
     assert_openai_error(httpx.get(f"{url}/v1/chat/completions", headers=PUBLIC), 405, code="method_not_allowed")
+
+
+def test_a_model_vllm_no_longer_serves_is_a_503_not_the_callers_fault(gateway, fake):
+    url, _ = gateway
+    fake.served = set()  # restarted: the model asked for is gone until the watcher loads it again
+    error = assert_openai_error(ask(url, question("How fast does the V10 close?")), 503, code="model_unavailable")
+    assert "does not exist" not in error["message"], "what vLLM said stays in the log"
 
 
 def test_a_body_past_the_limit_is_a_413_before_it_is_read_whole(gateway, fake):
