@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 INT64 = 2**63  # vLLM takes a seed as a 64-bit integer
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "function_call")
@@ -56,6 +56,8 @@ class Document(BaseModel):
 
 
 class RaftOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # this gateway's own options: a misspelt one is an error, not ignored
+
     k: int | None = Field(None, ge=1)
     reasoning: bool = False  # the whole output (reasoning with quotes) instead of the final answer
     grounding: Literal["constrained", "free"] | None = None  # None: the gateway's setting (generation.grounding)
@@ -65,6 +67,7 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
+    n: int = Field(1, ge=1, le=1, description="answers per request: one (each answer is grounded in its own retrieval)")
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0, le=2)

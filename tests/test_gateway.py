@@ -347,6 +347,8 @@ def test_malformed_bodies_paths_and_methods_get_openai_shaped_errors(gateway, fa
     assert_openai_error(ask(url, b'["model"]'), 400, None)
     assert_openai_error(ask(url, {"model": "raft"}), 400, "messages")
     assert_openai_error(ask(url, question("hi", temperature="hot")), 400, "temperature")
+    assert_openai_error(ask(url, question("hi", n=3)), 400, "n")  # one answer per request, not silently one of three
+    assert_openai_error(ask(url, question("hi", raft={"kk": 9})), 400, "raft.kk")  # a misspelt option of ours is not ignored
     assert_openai_error(httpx.get(f"{url}/v1/nothing-here", headers=PUBLIC), 404, code="unknown_url")
     assert_openai_error(httpx.get(f"{url}/v1/chat/completions", headers=PUBLIC), 405, code="method_not_allowed")
 
