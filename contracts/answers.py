@@ -24,8 +24,9 @@ def quote_is_verbatim(quote: str, docs: Sequence[ContextDoc]) -> bool:
 
 
 def is_abstention(prediction: str) -> bool:
-    """Whether the prediction says "I don't know" (in any case or punctuation)."""
-    return normalize_answer(prediction) in _ABSTENTIONS
+    """Whether the prediction says "I don't know" (in any case or punctuation, with a typographic
+    apostrophe too: free decoding writes "I don’t know")."""
+    return normalize_answer(prediction.replace("\u2019", "'")) in _ABSTENTIONS
 
 
 _ABSTENTIONS = {normalize_answer(UNKNOWN_ANSWER), normalize_answer("I do not know")}

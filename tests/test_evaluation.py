@@ -178,6 +178,7 @@ def test_scores_take_the_best_gold_answer_and_report_grounding_and_abstention():
     assert m["wrong_idk"] == pytest.approx(1 / 5, abs=1e-4) and m["idk"] == pytest.approx(2 / 5, abs=1e-4)
     assert m["idk_without_answer"] == pytest.approx(1 / 2, abs=1e-4), "of the two misses without the answer in context, one abstained"
     assert m["answer_in_quote"] == pytest.approx(1 / 3, abs=1e-4), "over the three answers that are not abstentions"
+    assert score_output("<ANSWER>: I don\u2019t know", golds, [doc]).abstained, "free decoding's typographic apostrophe"
 
 
 def test_summaries_take_the_main_k_and_keep_the_sweep():
