@@ -167,7 +167,10 @@ def sync_corpus(
     if not files and not old_state:
         raise CorpusError(f"no documents in {corpus} (looked for {', '.join(settings.corpus.include)})")
 
+    unreadable_sources = {s.source for s in report.skipped}
     plan = _plan(files, state, old_state, settings, report, progress)
+    # A file that cannot be read now (permissions, a flaky mount) is no deleted file: its last good version stays.
+    plan.kept.update(doc_id for doc_id, doc in old_state.items() if doc.source in unreadable_sources)
     report.unchanged = len(plan.present) - len(plan.to_index)
     report.added = sum(1 for d in plan.to_index if d.doc_id not in state)
     report.updated = len(plan.to_index) - report.added

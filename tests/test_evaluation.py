@@ -217,6 +217,7 @@ def test_gate_promotes_a_better_candidate_and_records_why(tmp_path):
     assert d.promoted, d.reasons
     record(models, d)
     assert read_aliases(models)["production"] == v.name
+    (models / "decisions" / ".20261206T000000Z-v.json.x1y2.tmp.json").write_text('{"candi')  # a write killed half-way
     [kept] = decisions(models)
     assert kept["promoted"] and kept["candidate_scores"]["f1"] == 0.62 and kept["baseline"] == "base:rag"
 

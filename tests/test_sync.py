@@ -121,6 +121,17 @@ def test_bad_file_is_skipped_and_its_last_good_version_kept(store, embedder, cor
     assert points(store)[rel] == before[rel]
 
 
+def test_a_file_that_cannot_be_opened_keeps_its_last_good_version(store, embedder, corpus, settings):
+    # A link into a mount that went away (tests run as root here, so no permission bit can stand in).
+    sync(store, embedder, corpus, settings)
+    before = points(store)
+    (corpus / "guides/valve.md").unlink()
+    (corpus / "guides/valve.md").symlink_to(corpus.parent / "gone" / "valve.md")
+    report = sync(store, embedder, corpus, settings)
+    assert [(s.source, "unreadable" in s.reason) for s in report.skipped] == [("guides/valve.md", True)]
+    assert report.deleted == 0 and points(store)["guides/valve.md"] == before["guides/valve.md"]
+
+
 def test_a_file_nested_too_deeply_is_skipped_by_name_and_the_rest_indexed(store, embedder, corpus, settings):
     sync(store, embedder, corpus, settings)
     write(corpus, "deep.html", "<html><body><main>" + "<div>" * 5000 + "text" + "</div>" * 5000 + "</main></body></html>")
