@@ -117,7 +117,7 @@ def gate(
     if production == version.name:
         raise EvaluationError(f"{version.name} is already production; train a new version to gate")
     e = cfg.evaluation
-    questions, hits, source = _questions_and_hits(cfg, open_index, embedder, None, dataset, e.k)
+    questions, hits, source = _questions_and_hits(cfg, open_index, embedder, None, dataset or _trained_on(version), e.k)
     versions = {version.name: version}
     jobs = plan_jobs(questions, hits, ["raft_rag"], Models(tuned=version.name), [e.k])
     if production is None:
@@ -141,6 +141,13 @@ def gate(
     )
     record(folder, decision)
     return decision
+
+
+def _trained_on(version: Version) -> Path | None:
+    """The dataset `version` was trained on, while its folder is there: the gate asks its eval split,
+    which no training question of it came from (another dataset's eval split may hold some)."""
+    path = version.metadata.get("dataset", {}).get("path")
+    return Path(path) if path and (Path(path) / "dataset_card.json").is_file() else None
 
 
 def _questions_and_hits(

@@ -159,6 +159,7 @@ def dataset_key(cfg: RaftConfig, corpus_digest: str) -> str:
         "corpus": corpus_digest, "index": index_settings(cfg).signature, "qa": sha256(qa.read_bytes()) if qa else None,
         "search": {"mode": cfg.search.mode, "engine": engine, "hnsw_ef": cfg.qdrant.hnsw_ef},
         "dataset": cfg.dataset.model_dump(mode="json"), "teacher": cfg.teacher.model_dump(mode="json", exclude={"api_key"}),
+        "teacher_prompts": [sha256(p.read_bytes()) if p and p.is_file() else str(p) for p in (cfg.teacher.question_prompt, cfg.teacher.answer_prompt)],
         "prompt_format": PROMPT_FORMAT, "extractive_teacher": EXTRACTIVE_TEACHER, "work_dir": str(cfg.work_dir.resolve()),
     })
 
@@ -180,7 +181,7 @@ def build_dataset(config: str | None = None, overrides: dict[str, Any] | None = 
 
 @task(name="train-version", persist_result=True)
 def _train(cfg: RaftConfig, dataset: str, key: str) -> str:
-    version = train_version(cfg, Path(dataset), progress=_progress())
+    version = train_version(cfg, Path(dataset), continue_interrupted=True, progress=_progress())
     assert version is not None  # flows train in one process
     return version.name
 
@@ -219,16 +220,26 @@ def evaluate_and_gate(config: str | None = None, overrides: dict[str, Any] | Non
     cfg = load(config, overrides)
     folder = cfg.models_dir
     name = get_version(folder, version).name if version else list_versions(folder)[-1].name
+    production = read_aliases(folder)["production"]
     earlier = decisions(folder, name)
-    if earlier:
-        decision, fresh = earlier[-1], False
-    elif read_aliases(folder)["production"] == name:
+    if production == name:
         return {"candidate": name, "promoted": True, "reasons": ["already production"], "fresh": False}
+    if earlier and still_holds(earlier[-1], production):
+        decision, fresh = earlier[-1], False
     else:
         decision, fresh = _gate(cfg, name), True
     if fresh:
         _publish(decision)
     return {**decision, "fresh": fresh}
+
+
+def still_holds(decision: dict[str, Any], production: str | None) -> bool:
+    """Whether a recorded refusal still answers the question it answered: production is still the
+    baseline it lost to. A promotion holds only while its candidate is production (asked before),
+    so it does not: a version promoted once, then replaced, is judged again against the new
+    production (a rerun on data reverted to an older corpus reuses the older version), and so is
+    one whose promotion a killed run recorded without moving the alias."""
+    return not decision["promoted"] and decision["baseline"] == ("base:rag" if production is None else f"production:{production}")
 
 
 def gate_table(decision: dict[str, Any]) -> list[dict[str, Any]]:
@@ -320,10 +331,12 @@ def raft_pipeline(
         result["dataset"] = build_dataset(config, overrides, digest)
         result["training"] = finetune(config, overrides, result["dataset"]["path"])
         version = result["training"]["version"]
+        result["gate"] = evaluate_and_gate(config, overrides, version)
+        # Only once judged: a gate that fails or is killed leaves the change pending, so the next run trains (from
+        # its cache) and judges again instead of leaving the version unjudged for good.
         trained_on = read_ledger(cfg.work_dir)["trained_on"]
         if result["training"]["trained"] or trained_on is None or trained_on["digest"] != digest:
             record_training(cfg.work_dir, snapshot, started, version, _snapshot(cfg))
-        result["gate"] = evaluate_and_gate(config, overrides, version)
         if result["gate"]["promoted"]:
             result["deploy"] = deploy(config, overrides, version)
         return result

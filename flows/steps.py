@@ -84,10 +84,13 @@ def make_dataset(cfg: RaftConfig, out: Path | None = None, progress: bool = Fals
     return BuiltDataset(path, digest, dataset, teacher)
 
 
-def train_version(cfg: RaftConfig, dataset: Path, resume: bool = False, progress: bool = False) -> Version | None:
+def train_version(
+    cfg: RaftConfig, dataset: Path, resume: bool = False, continue_interrupted: bool = False, progress: bool = False
+) -> Version | None:
     """Fine-tune the configured base model on `dataset` and register the version (None on
-    non-main processes of a multi-process launch)."""
+    non-main processes of a multi-process launch); see `run_training` for the two resumes."""
     base = resolve_base_model(cfg.training.base_model, cfg.work_dir)
     return run_training(
-        base, dataset, cfg.models_dir, cfg.runs_dir, cfg.training, merge=cfg.training.merge, resume=resume, progress=progress,
+        base, dataset, cfg.models_dir, cfg.runs_dir, cfg.training, merge=cfg.training.merge, resume=resume,
+        continue_interrupted=continue_interrupted, progress=progress,
     )

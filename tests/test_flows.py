@@ -120,6 +120,23 @@ def test_dataset_key_follows_what_ranks_the_hard_negatives(tmp_path):
     # settings that do not touch the examples leave the dataset cached
     assert key(**{"training.epochs": "5", "search.k": "9", "serving.port": "9001"}) == base
     assert dataset_key(load_config(CONFIG, {"work_dir": str(tmp_path)}), "another-digest") != base
+    prompt = tmp_path / "question.txt"
+    prompt.write_text("Write {n} questions about {title}: {text}")
+    with_prompt = key(**{"teacher.question_prompt": str(prompt)})
+    prompt.write_text("Write {n} hard questions about {title}: {text}")
+    assert key(**{"teacher.question_prompt": str(prompt)}) != with_prompt, "the prompt file's words, not only its path"
+
+
+def test_a_recorded_refusal_holds_while_its_baseline_is_production_and_a_promotion_never_does():
+    from flows.pipeline import still_holds
+
+    refused = {"promoted": False, "baseline": "production:raft-a"}
+    assert still_holds(refused, "raft-a")
+    assert not still_holds(refused, "raft-b"), "production moved since: judged again against it"
+    assert still_holds({"promoted": False, "baseline": "base:rag"}, None)
+    # promoted once (its candidate is not production now, or the caller would not ask): replaced since, or the alias
+    # move was lost to a kill between the decision and the alias
+    assert not still_holds({"promoted": True, "baseline": "production:raft-a"}, "raft-a")
 
 
 # --- the flows on real stages --------------------------------------------------------------------

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from contracts.prompt import example_docs
 from contracts.settings import TrainingConfig
 from flows.cli import main
+from training import run as training_run
 from training import trainer
 from training.dataset_folder import read_examples
 from training.registry import get_version, list_versions
@@ -136,6 +137,20 @@ def test_a_small_dataset_trains_at_least_min_steps_and_max_steps_wins():
 def test_resume_without_a_checkpoint_says_so(base_model, small_dataset, tmp_path):
     with pytest.raises(trainer.TrainingError, match="nothing to resume"):
         train(base_model, small_dataset, tmp_path / "run", FAST, resume=True)
+
+
+def test_the_pipeline_continues_an_interrupted_run_of_the_same_inputs_and_starts_others_afresh(base_model, small_dataset, tmp_path, monkeypatch):
+    # The training itself is replaced: what is checked is which runs are resumed (the resume itself is tested above).
+    asked = []
+    monkeypatch.setattr(training_run, "train", lambda base, data, run_dir, s, resume, progress: asked.append((run_dir, resume)))
+    run = lambda: training_run.run_training(base_model, small_dataset, tmp_path / "models", tmp_path / "runs", FAST,  # noqa: E731
+                                            continue_interrupted=True)
+    run()
+    [(run_dir, resume)] = asked
+    assert not resume, "nothing to continue: a fresh run"
+    (run_dir / trainer.CHECKPOINTS / "step-000001").mkdir(parents=True)  # what a killed run of the same inputs left
+    run()
+    assert asked[-1] == (run_dir, True)
 
 
 # --- raft train, the registry, peft and vLLM -------------------------------------------------

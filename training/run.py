@@ -32,11 +32,14 @@ def run_training(
     merge: bool = False,
     resume: bool = False,
     progress: bool = False,
+    continue_interrupted: bool = False,
 ) -> Version | None:
     """Train on `dataset_dir`, register the result in `models_dir`; returns the new version.
 
-    Under `accelerate launch` every process trains and only the main one registers (the
-    others return None).
+    `resume` continues the checkpoints of an interrupted run with the same inputs (an error
+    when there are none); `continue_interrupted` does so when there are, and starts afresh
+    otherwise (the pipeline's reruns). Under `accelerate launch` every process trains and only
+    the main one registers (the others return None).
     """
     began = time.perf_counter()
     check_format(dataset_dir)
@@ -44,6 +47,7 @@ def run_training(
     config = settings.model_dump(mode="json", exclude={"merge"})  # merging is asked for separately
     key = hashlib.sha256(json.dumps({"dataset": digest, "base": base.sha256, "settings": config}, sort_keys=True).encode()).hexdigest()[:16]
     run_dir = runs_dir / key
+    resume = resume or (continue_interrupted and any((run_dir / CHECKPOINTS).glob("step-*")))
     if not resume and (run_dir / CHECKPOINTS).exists():
         shutil.rmtree(run_dir / CHECKPOINTS)  # a fresh run was asked for: old checkpoints would be mixed in
     result = train(base, dataset_dir, run_dir, settings, resume=resume, progress=progress)
