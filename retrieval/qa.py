@@ -42,7 +42,7 @@ def read_qa_file(path: Path) -> list[QAItem]:
         answers = record.get("answers", [])
         if source is not None and (not isinstance(source, str) or not source.strip()):
             errors.append(f"line {lineno}: field 'source' must be a document path or id")
-        elif isinstance(ident, bool) or not isinstance(ident, (str, int)) or not str(ident).strip():
+        elif isinstance(ident, bool) or not isinstance(ident, (str, int, float)) or not str(ident).strip():
             errors.append(f"line {lineno}: field 'id' must be a non-empty string or a number, or left out")
         elif not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
             errors.append(f"line {lineno}: field 'answers' must be a list of non-empty strings")

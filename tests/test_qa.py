@@ -45,8 +45,8 @@ def test_every_bad_line_is_named(tmp_path):
     f.write_text("".join(f'{{"question": "q", "answer": "a", "id": {ident}}}\n' for ident in ("null", '""', "true", "[1]")))
     with pytest.raises(QAFileError, match="4 bad line"):  # every bad line, not the first only
         read_qa_file(f)
-    f.write_text('{"question": "q", "answer": "a", "id": 7}\n{"question": "r", "answer": "b"}\n')
-    assert [item.id for item in read_qa_file(f)] == ["7", "line-2"]
+    f.write_text('{"question": "q", "answer": "a", "id": 7}\n{"question": "r", "answer": "b"}\n{"question": "s", "answer": "c", "id": 2.5}\n')
+    assert [item.id for item in read_qa_file(f)] == ["7", "line-2", "2.5"]
 
 
 def test_missing_and_empty_files(tmp_path):
