@@ -19,7 +19,9 @@ from pathlib import Path
 def atomic_file(path: Path) -> Iterator[Path]:
     """A temporary sibling of `path` to write; it replaces `path` when the block ends without error."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    # Hidden, and not ending in the target's suffix: a reader that lists "*.json" never takes a
+    # temporary that a killed write left behind for a finished file.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -94,7 +94,7 @@ def record(models_dir: Path, decision: Decision) -> Path:
 def decisions(models_dir: Path, candidate: str | None = None) -> list[dict[str, Any]]:
     """Recorded decisions, oldest first (only `candidate`'s when given)."""
     folder = models_dir / DECISIONS
-    # Not a hidden file: a write killed half-way leaves its temporary ".<name>.….tmp.json" behind.
+    # Not a hidden file: a write killed half-way by an older version left its temporary ".<name>.….tmp.json".
     found = [json.loads(p.read_text()) for p in sorted(folder.glob("[!.]*.json"))] if folder.is_dir() else []
     return [d for d in found if candidate is None or d["candidate"] == candidate]
 

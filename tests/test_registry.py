@@ -58,3 +58,13 @@ def test_a_version_names_whose_documents_it_was_trained_on_or_is_refused(tmp_pat
     silent = register(models, fake_adapter(tmp_path / "b"), {"dataset": {"settings": {}}})
     with pytest.raises(RegistryError, match=r"does not say whose documents it was trained on.*train it again"):
         silent.audience  # never taken for public
+
+
+def test_an_atomic_write_killed_half_way_leaves_no_file_a_reader_of_the_suffix_takes(tmp_path):
+    from contracts.atomic import atomic_file
+
+    target = tmp_path / "decision.json"
+    with atomic_file(target) as tmp:
+        tmp.write_text('{"half')
+        assert tmp.name.startswith(".") and not tmp.name.endswith(".json"), tmp.name  # as a kill here would leave it
+        assert list(tmp_path.glob("*.json")) == []
