@@ -104,12 +104,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # `<<: *defaults` brings keys that the mapping's own may override
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, typing.Hashable) and key in first_line:
+            if not isinstance(key, typing.Hashable):
+                continue  # the base class refuses it with its own message
+            if key in first_line:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice (first on line {first_line[key]}): keep one", key_node.start_mark
                 )
-            if isinstance(key, typing.Hashable):
-                first_line[key] = key_node.start_mark.line + 1
+            first_line[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
 
